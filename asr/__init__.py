@@ -1,0 +1,11 @@
+"""asr: BiLSTM-CTC speech recognition, trained with PyTorch Lightning and Hydra.
+
+    import asr
+    recognizer = asr.load("model.ckpt")
+    print(recognizer.transcribe("speech.flac").text)
+"""
+
+from asr.transcribe import Recognizer, Transcript, load
+
+__version__ = "0.1.0"
+__all__ = ["Recognizer", "Transcript", "load", "__version__"]

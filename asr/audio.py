@@ -1,0 +1,113 @@
+"""Audio files -> mono float32 waveforms at the model's sample rate.
+
+``load_audio(path, sample_rate)`` reads any format libsndfile knows (WAV, FLAC, OGG/Vorbis,
+NIST SPHERE, MP3 with libsndfile >= 1.1) with soundfile, averages the channels to mono and
+resamples with torchaudio. torchaudio 2.9+ no longer decodes audio by itself, hence soundfile.
+
+Every failure is an :class:`AudioError` whose message starts with the file's path, so a corpus
+loader can report it and skip the file, and a CLI can print it as one line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+SAMPLE_RATE = 16_000  # Hz: the default input rate of the models
+
+
+class AudioError(Exception):
+    """An audio file that cannot be used: missing, empty, corrupt or not audio at all."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says, read without decoding the samples."""
+
+    sample_rate: int  # Hz
+    frames: int  # samples per channel
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        """Seconds."""
+        return self.frames / self.sample_rate
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Read a file's header: sample rate, length and channels. Raises AudioError."""
+    _check_file(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(path, f"not a readable audio file ({_short(err)})") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(path, "contains no audio samples")
+    return AudioInfo(sample_rate=int(info.samplerate), frames=int(info.frames), channels=int(info.channels))
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = SAMPLE_RATE,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> torch.Tensor:
+    """Decode a file to a mono waveform.
+
+    Args:
+        path: the audio file.
+        sample_rate: resample to this rate in Hz; ``None`` keeps the file's own rate.
+        start, duration: read only this span, in seconds of the file (for long recordings).
+
+    Returns:
+        float32 tensor of shape ``(samples,)`` with values in [-1, 1].
+    """
+    _check_file(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            f.seek(min(int(round(start * rate)), f.frames))
+            frames = -1 if duration is None else int(round(duration * rate))
+            data = f.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(path, f"not a readable audio file ({_short(err)})") from None
+    if data.size == 0 and start == 0.0:
+        raise AudioError(path, "contains no audio samples")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+    waveform = torch.from_numpy(data.mean(axis=1))
+    if sample_rate is not None and rate != sample_rate:
+        waveform = resample(waveform, rate, sample_rate)
+    return waveform
+
+
+def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Band-limited resampling of ``(..., samples)`` from ``orig_rate`` to ``new_rate`` Hz."""
+    if orig_rate == new_rate:
+        return waveform
+    return AF.resample(waveform, orig_rate, new_rate)
+
+
+def _check_file(path: str | os.PathLike) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(path, "no such file")
+    if not p.is_file():
+        raise AudioError(path, "not a file")
+    if p.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+
+
+def _short(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,0 +1,139 @@
+"""DataModule: a corpus's manifests -> training, validation and test DataLoaders.
+
+Workers only read and resample audio (``AudioDataset``); features are computed on the model's
+device. Training batches come from ``DurationBatchSampler`` (padded-seconds budget, length
+buckets, DDP sharding from the trainer's rank and world size); evaluation batches are formed the
+same way without shuffling. Validation joins all ``val_splits`` into one set; each test split
+gets its own DataLoader, named in ``test_names``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from asr.data.batching import Collate, DurationBatchSampler
+from asr.data.corpora.base import Corpus, CorpusError
+from asr.data.dataset import AudioDataset, prepare_utterances
+from asr.data.manifest import read_manifest
+from asr.text import CharTokenizer
+
+log = logging.getLogger(__name__)
+
+
+class ASRDataModule(L.LightningDataModule):
+    """Args mirror ``conf/data/*.yaml``; durations and budgets are in seconds."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        tokenizer: CharTokenizer,
+        sample_rate: int,
+        train_splits: Sequence[str] = ("train",),
+        val_splits: Sequence[str] = ("dev",),
+        test_splits: Sequence[str] = ("test",),
+        batch_seconds: float = 200.0,
+        eval_batch_seconds: float | None = None,
+        num_buckets: int = 20,
+        max_batch_size: int | None = None,
+        num_workers: int = 2,
+        min_duration: float = 0.1,
+        max_duration: float = 30.0,
+        speeds: Sequence[float] = (1.0,),
+        sortagrad_epochs: int = 0,
+        seed: int = 0,
+        pin_memory: bool = True,
+        output_frame_rate: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.tokenizer = tokenizer
+        self.sample_rate = sample_rate
+        self.train_splits, self.val_splits, self.test_splits = list(train_splits), list(val_splits), list(test_splits)
+        self.batch_seconds = batch_seconds
+        self.eval_batch_seconds = eval_batch_seconds or batch_seconds
+        self.num_buckets = num_buckets
+        self.max_batch_size = max_batch_size
+        self.num_workers = num_workers
+        self.min_duration, self.max_duration = min_duration, max_duration
+        self.speeds = tuple(speeds)
+        self.sortagrad_epochs = sortagrad_epochs
+        self.seed = seed
+        self.pin_memory = pin_memory
+        self.output_frame_rate = output_frame_rate
+        self.datasets: dict[str, AudioDataset] = {}
+        self.train_sampler: DurationBatchSampler | None = None
+        self._sampler_state: dict[str, int] | None = None
+
+    @property
+    def test_names(self) -> list[str]:
+        return list(self.test_splits)
+
+    def prepare_data(self) -> None:
+        self.corpus.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        manifests = self.corpus.manifests()
+        wanted = {"fit": self.train_splits + self.val_splits, "validate": self.val_splits,
+                  "test": self.test_splits}.get(stage or "", self.train_splits + self.val_splits + self.test_splits)
+        unknown = [s for s in wanted if s not in manifests]
+        if unknown:
+            raise CorpusError(f"split(s) {unknown} are not in the corpus, which has {sorted(manifests)}")
+        for split in wanted:
+            if split not in self.datasets:
+                self.datasets[split] = self._dataset(split, manifests[split], training=split in self.train_splits)
+
+    def _dataset(self, split: str, manifest: Any, training: bool) -> AudioDataset:
+        utterances = read_manifest(manifest)
+        if training:
+            utterances, _ = prepare_utterances(utterances, self.tokenizer, self.min_duration, self.max_duration,
+                                               self.output_frame_rate, name=split)
+        else:  # evaluation keeps every utterance the tokenizer can score, whatever its length
+            utterances, _ = prepare_utterances(utterances, self.tokenizer, name=split)
+        return AudioDataset(utterances, self.tokenizer, self.sample_rate, self.speeds if training else (1.0,))
+
+    def _joined(self, splits: Sequence[str]) -> AudioDataset:
+        if len(splits) == 1:
+            return self.datasets[splits[0]]
+        parts = [self.datasets[s] for s in splits]
+        return AudioDataset([u for p in parts for u in p.utterances], self.tokenizer, self.sample_rate, parts[0].speeds)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, dataset: AudioDataset, sampler: DurationBatchSampler) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collate(self.sample_rate),
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._joined(self.train_splits)
+        rank, world = self._rank_world()
+        self.train_sampler = DurationBatchSampler(
+            dataset.durations, self.batch_seconds, self.num_buckets, shuffle=True, seed=self.seed,
+            num_replicas=world, rank=rank, sortagrad_epochs=self.sortagrad_epochs, max_batch_size=self.max_batch_size)
+        if self._sampler_state is not None:
+            self.train_sampler.load_state_dict(self._sampler_state)
+        return self._loader(dataset, self.train_sampler)
+
+    def _eval_loader(self, dataset: AudioDataset) -> DataLoader:
+        rank, world = self._rank_world()
+        sampler = DurationBatchSampler(dataset.durations, self.eval_batch_seconds, self.num_buckets, shuffle=False,
+                                       num_replicas=world, rank=rank, max_batch_size=self.max_batch_size)
+        return self._loader(dataset, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self._joined(self.val_splits))
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._eval_loader(self.datasets[s]) for s in self.test_splits]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sampler": self.train_sampler.state_dict()} if self.train_sampler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._sampler_state = state.get("sampler")

@@ -1,0 +1,111 @@
+"""Features: padded waveforms -> normalized log-mel filterbanks, computed on the model's device.
+
+Feature extraction is the first stage of the model (``AcousticModel.features``), so training,
+evaluation and decoding cannot drift apart and the extraction runs on the GPU, not in DataLoader
+workers. Frames are computed so that padding never changes a real frame: each waveform is framed
+as if it were alone (zeros beyond both ends), and statistics ignore padded frames. A batched
+utterance therefore gets exactly the features it gets on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchaudio.transforms as T
+from torch import nn
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel front end. Times are in samples at ``sample_rate``."""
+
+    sample_rate: int = 16_000  # Hz; audio is resampled to this on load
+    n_fft: int = 512  # FFT size (samples)
+    win_length: int = 400  # analysis window: 25 ms at 16 kHz
+    hop_length: int = 160  # frame shift: 10 ms at 16 kHz, i.e. 100 frames per second
+    n_mels: int = 80  # mel filters
+    f_min: float = 20.0  # Hz
+    f_max: float | None = None  # Hz; None = sample_rate / 2
+    log_floor: float = 1e-6  # added to the mel energies before the log
+    normalize: str = "utterance"  # "utterance": zero mean, unit variance per utterance and mel bin; "none"
+
+    @property
+    def frame_rate(self) -> float:
+        """Feature frames per second of audio."""
+        return self.sample_rate / self.hop_length
+
+
+@dataclass
+class SpecAugmentConfig:
+    """SpecAugment masking (Park et al. 2019), applied to features in training only."""
+
+    freq_masks: int = 2  # number of frequency masks
+    freq_width: int = 27  # maximum width of each, in mel bins
+    time_masks: int = 2  # number of time masks
+    time_width: int = 40  # maximum width of each, in frames
+    max_time_fraction: float = 0.2  # a time mask covers at most this fraction of the frames
+
+
+def frame_lengths(lengths: torch.Tensor, hop_length: int) -> torch.Tensor:
+    """Valid feature frames for waveforms of ``lengths`` samples: ``(batch,)`` int64."""
+    return torch.div(lengths, hop_length, rounding_mode="floor") + 1
+
+
+def time_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """``(batch, max_length)`` bool, True on valid positions."""
+    return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class LogMel(nn.Module):
+    """``(batch, samples)`` waveforms + lengths -> ``(batch, n_mels, frames)`` log-mel + frame lengths."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        super().__init__()
+        self.config = config
+        # center=False on a zero-padded signal: frame t covers the same samples whatever the
+        # padding of the batch (center=True would reflect at the batch's end, not the utterance's).
+        self.mel = T.MelSpectrogram(
+            sample_rate=config.sample_rate, n_fft=config.n_fft, win_length=config.win_length,
+            hop_length=config.hop_length, f_min=config.f_min, f_max=config.f_max,
+            n_mels=config.n_mels, center=False, power=2.0,
+        )
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        half = cfg.n_fft // 2
+        with torch.autocast(waveforms.device.type, enabled=False):
+            padded = nn.functional.pad(waveforms.float(), (half, half))
+            feats = torch.log(self.mel(padded) + cfg.log_floor)  # (batch, n_mels, frames)
+        n_frames = frame_lengths(lengths, cfg.hop_length)
+        feats = feats[..., : int(waveforms.shape[-1]) // cfg.hop_length + 1]
+        mask = time_mask(n_frames, feats.shape[-1])[:, None, :]  # (batch, 1, frames)
+        if cfg.normalize == "utterance":
+            feats = _normalize(feats, mask, n_frames)
+        elif cfg.normalize != "none":
+            raise ValueError(f"features.normalize must be 'utterance' or 'none', got {cfg.normalize!r}")
+        return feats.masked_fill(~mask, 0.0), n_frames
+
+
+def _normalize(feats: torch.Tensor, mask: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance per utterance and mel bin, over valid frames only."""
+    count = n_frames[:, None, None].to(feats.dtype)
+    valid = feats.masked_fill(~mask, 0.0)
+    mean = valid.sum(-1, keepdim=True) / count
+    var = ((valid - mean).masked_fill(~mask, 0.0) ** 2).sum(-1, keepdim=True) / count
+    return (feats - mean) * torch.rsqrt(var + 1e-5)
+
+
+class SpecAugment(nn.Module):
+    """Random frequency and time masks on ``(batch, n_mels, frames)``; identity in eval mode."""
+
+    def __init__(self, config: SpecAugmentConfig) -> None:
+        super().__init__()
+        self.augment = T.SpecAugment(
+            n_time_masks=config.time_masks, time_mask_param=config.time_width,
+            n_freq_masks=config.freq_masks, freq_mask_param=config.freq_width,
+            iid_masks=True, p=config.max_time_fraction, zero_masking=True,
+        )
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.augment(feats) if self.training else feats

@@ -1,0 +1,139 @@
+"""Acoustic model: waveforms -> CTC log-probabilities over the tokenizer's symbols.
+
+    waveforms (batch, samples) + lengths
+      -> LogMel features (batch, n_mels, frames)            [asr.features]
+      -> SpecAugment (training only)
+      -> ConvSubsampling (batch, frames / stride, channels * mels / freq_stride)
+      -> BiLSTM stack (batch, frames / stride, 2 * hidden) [asr.lstm]
+      -> Linear + log_softmax (batch, frames / stride, vocab)
+
+Every length is derived from the layers' own parameters, and padding is masked after every
+layer that could leak it, so a padded batch gives each utterance the output it gets alone.
+The model knows nothing of decoding or text; it returns log-probs and their lengths, always.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from asr.features import FeatureConfig, LogMel, SpecAugment, SpecAugmentConfig, time_mask
+from asr.lstm import BiLSTM
+
+
+@dataclass
+class ConvLayer:
+    """One 2-D convolution over (time, mel) with batch norm and ReLU."""
+
+    channels: int
+    kernel: tuple[int, int]  # (time, freq)
+    stride: tuple[int, int]  # (time, freq)
+
+
+def _default_conv() -> list[ConvLayer]:
+    return [ConvLayer(32, (3, 3), (2, 2)), ConvLayer(32, (3, 3), (2, 2))]
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the acoustic model (the front end is in FeatureConfig)."""
+
+    conv: list[ConvLayer] = field(default_factory=_default_conv)
+    rnn_layers: int = 3
+    hidden_size: int = 256  # LSTM units per direction
+    dropout: float = 0.1  # between LSTM layers and before the output layer
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        d["conv"] = [ConvLayer(c["channels"], tuple(c["kernel"]), tuple(c["stride"])) for c in d.get("conv", [])]
+        return cls(**d)
+
+
+class ConvSubsampling(nn.Module):
+    """``(batch, n_mels, frames)`` + lengths -> ``(batch, frames', channels * mels')`` + lengths'."""
+
+    def __init__(self, n_mels: int, layers: list[ConvLayer]) -> None:
+        super().__init__()
+        self.layers = layers
+        blocks, in_ch, freq = [], 1, n_mels
+        for layer in layers:
+            kt, kf = layer.kernel
+            blocks.append(nn.Sequential(
+                nn.Conv2d(in_ch, layer.channels, layer.kernel, layer.stride, padding=(kt // 2, kf // 2)),
+                nn.BatchNorm2d(layer.channels),
+                nn.ReLU(),
+            ))
+            in_ch, freq = layer.channels, _conv_out(freq, kf, layer.stride[1])
+        self.blocks = nn.ModuleList(blocks)
+        self.output_size = in_ch * freq if layers else n_mels
+        self.time_stride = 1
+        for layer in layers:
+            self.time_stride *= layer.stride[0]
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            lengths = _conv_out(lengths, layer.kernel[0], layer.stride[0])
+        return lengths
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = feats.transpose(1, 2).unsqueeze(1)  # (batch, 1, frames, n_mels)
+        for layer, block in zip(self.layers, self.blocks):
+            x = block(x)
+            lengths = _conv_out(lengths, layer.kernel[0], layer.stride[0])
+            # Zero the padded frames so the next kernel sees what a lone utterance would see.
+            x = x * time_mask(lengths, x.shape[2])[:, None, :, None]
+        batch, channels, frames, freq = x.shape
+        return x.permute(0, 2, 1, 3).reshape(batch, frames, channels * freq), lengths
+
+
+def _conv_out(size: Any, kernel: int, stride: int) -> Any:
+    """Output size of a convolution with padding ``kernel // 2`` (int or int64 tensor)."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+class AcousticModel(nn.Module):
+    """``(batch, samples)`` waveforms + lengths -> ``(batch, frames, vocab)`` log-probs + frame lengths."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        features: FeatureConfig | None = None,
+        model: ModelConfig | None = None,
+        specaugment: SpecAugmentConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.feature_config = features or FeatureConfig()
+        self.model_config = model or ModelConfig()
+        cfg = self.model_config
+        self.features = LogMel(self.feature_config)
+        self.specaugment = SpecAugment(specaugment) if specaugment else nn.Identity()
+        self.subsampling = ConvSubsampling(self.feature_config.n_mels, cfg.conv)
+        self.rnn = BiLSTM(self.subsampling.output_size, cfg.hidden_size, cfg.rnn_layers, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(self.rnn.output_size, vocab_size)
+
+    @property
+    def output_frame_rate(self) -> float:
+        """Output frames per second of audio."""
+        return self.feature_config.frame_rate / self.subsampling.time_stride
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, n_frames = self.features(waveforms, lengths)  # (batch, n_mels, frames)
+        feats = self.specaugment(feats)
+        x, n_out = self.subsampling(feats, n_frames)  # (batch, frames', conv features)
+        x = self.rnn(x, n_out)  # (batch, frames', 2 * hidden)
+        logits = self.head(self.dropout(x))  # (batch, frames', vocab)
+        return logits.float().log_softmax(-1), n_out
+
+    def config_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild this architecture (weights aside)."""
+        return {"features": asdict(self.feature_config), "model": asdict(self.model_config),
+                "vocab_size": self.head.out_features}
+
+    @classmethod
+    def from_config_dict(cls, d: dict[str, Any]) -> AcousticModel:
+        return cls(d["vocab_size"], FeatureConfig(**d["features"]), ModelConfig.from_dict(d["model"]))

@@ -1,0 +1,143 @@
+"""Training run: a composed Hydra config -> objects -> ``trainer.fit`` -> ``trainer.test``.
+
+``scripts/train.py`` is a thin Hydra entry point around :func:`train`; tests and notebooks call
+:func:`train` with a config from ``hydra.compose``. Every object is built here from its config
+group, one log line each, so a run's structure reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from asr.data.datamodule import ASRDataModule
+from asr.features import FeatureConfig, SpecAugmentConfig
+from asr.files import atomic_write
+from asr.model import AcousticModel, ModelConfig
+from asr.module import ASRModule
+from asr.optim import OptimConfig
+from asr.text import CharTokenizer, TextNormalizer
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"  # inside the run folder
+LAST_CHECKPOINT = "last.ckpt"
+
+
+def build_tokenizer(cfg: DictConfig) -> CharTokenizer:
+    return CharTokenizer(cfg.alphabet, TextNormalizer(**cfg.normalizer))
+
+
+def build_model(cfg: DictConfig, vocab_size: int) -> AcousticModel:
+    specaugment = SpecAugmentConfig(**cfg.specaugment) if cfg.get("specaugment") else None
+    return AcousticModel(vocab_size, FeatureConfig(**cfg.features),
+                         ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True)), specaugment)
+
+
+def build_datamodule(cfg: DictConfig, tokenizer: CharTokenizer, model: AcousticModel, seed: int) -> ASRDataModule:
+    options = OmegaConf.to_container(cfg, resolve=True)
+    options.pop("name")
+    corpus = instantiate(options.pop("corpus"))
+    return ASRDataModule(corpus, tokenizer, model.feature_config.sample_rate, seed=seed,
+                         output_frame_rate=model.output_frame_rate, **options)
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
+    callbacks = []
+    for name, spec in (cfg or {}).items():
+        if spec is None:
+            continue
+        extra = {"dirpath": str(run_dir / CHECKPOINT_DIR)} if name == "checkpoint" else {}
+        callbacks.append(instantiate(spec, **extra))
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
+    loggers = []
+    for spec in (cfg or {}).values():
+        if spec is not None and (logger := instantiate(spec, save_dir=str(run_dir))) is not None:
+            loggers.append(logger)
+    return loggers
+
+
+def find_resume_checkpoint(resume: str | None, runs_dir: Path) -> str | None:
+    """``None`` -> start fresh; ``"auto"`` -> the newest ``last.ckpt`` under ``runs_dir`` (or fresh if
+    none); a path -> that checkpoint, which must exist."""
+    if not resume:
+        return None
+    if resume == "auto":
+        found = sorted(runs_dir.glob(f"*/{CHECKPOINT_DIR}/{LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            log.info("resume=auto: no %s under %s, starting a new run", LAST_CHECKPOINT, runs_dir)
+            return None
+        return str(found[-1])
+    if not Path(resume).is_file():
+        raise FileNotFoundError(f"resume={resume}: no such checkpoint; use resume=auto or a path to a .ckpt file")
+    return resume
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Write the resolved config beside the checkpoints; return it as plain data."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    with atomic_write(run_dir / CHECKPOINT_DIR / "config.yaml") as f:
+        f.write(OmegaConf.to_yaml(resolved))
+    return resolved
+
+
+def link_latest(run_dir: Path) -> None:
+    """Point ``<runs>/<name>/latest`` at this run folder (best effort: some file systems have no symlinks)."""
+    latest = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, latest)
+    except OSError as err:
+        log.warning("could not link %s -> %s: %s", latest, run_dir, err)
+
+
+def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
+    """Train and/or test as ``cfg`` says; return the final metrics (test WER/CER per set, best val WER)."""
+    run_dir = Path(run_dir).resolve()
+    L.seed_everything(cfg.seed, workers=True)
+    tokenizer = build_tokenizer(cfg.text)
+    log.info("tokenizer: %d symbols", len(tokenizer))
+    model = build_model(cfg, len(tokenizer))
+    log.info("model: %.2f M parameters, %.0f output frames/s", sum(p.numel() for p in model.parameters()) / 1e6,
+             model.output_frame_rate)
+    datamodule = build_datamodule(cfg.data, tokenizer, model, cfg.seed)
+    log.info("data: %s", type(datamodule.corpus).__name__)
+    run_config = save_run_config(cfg, run_dir)
+    module = ASRModule(model, tokenizer, OptimConfig(**cfg.optim), run_config, datamodule.test_names)
+    loggers = build_loggers(cfg.logger, run_dir)
+    callbacks = build_callbacks(cfg.callbacks, run_dir)
+    if not loggers:  # nothing to send learning rates to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer: L.Trainer = instantiate(cfg.trainer, default_root_dir=str(run_dir), callbacks=callbacks,
+                                     logger=loggers or False)
+    # The checkpoint folder holds our config.yaml from the start; that is not a stale run.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    log.info("run folder: %s", run_dir)
+    if trainer.is_global_zero:
+        link_latest(run_dir)
+    results: dict[str, float] = {}
+    if cfg.train:
+        ckpt_path = find_resume_checkpoint(cfg.resume, run_dir.parent)
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_score is not None:
+            results["val/wer_best"] = float(trainer.checkpoint_callback.best_model_score)
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if cfg.train and trainer.checkpoint_callback else ""
+        for metrics in trainer.test(module, datamodule=datamodule, ckpt_path=best or None):
+            results.update({k: float(v) for k, v in metrics.items()})
+    return results

@@ -1,0 +1,24 @@
+"""Train a model from a Hydra recipe, then test its best checkpoint.
+
+Usage:
+    python scripts/train.py                                  # built-in synthetic corpus
+    python scripts/train.py recipe=librispeech trainer.devices=8
+    python scripts/train.py model.hidden_size=512 trainer.max_epochs=5 logger=csv
+    python scripts/train.py resume=auto                      # continue the newest run of the recipe
+"""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from asr.train import train
+from asr.report import print_results
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    print_results(train(cfg, HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()
