@@ -1,7 +1,9 @@
-"""Command lines of ``scripts/decode.py``, ``scripts/evaluate.py`` and ``scripts/make_manifest.py``.
+"""Command lines of the ``scripts/``: decode, evaluate, tune_lm, build_lm, export, make_manifest.
 
 Each ``*_main(argv) -> exit status`` parses its arguments, calls the library and prints one
 line per problem on stderr (``<script>: error: <what>``), never a traceback for bad input.
+Exit status: 0 success, 1 some files could not be read (the others were processed), 2 bad
+arguments or files (nothing done).
 """
 
 from __future__ import annotations
@@ -9,107 +11,453 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from asr.audio import AudioError
 from asr.checkpoint import CheckpointError
-from asr.data.manifest import AUDIO_EXTENSIONS, ManifestError, from_audio_folder, from_librispeech, write_manifest
+from asr.data.manifest import (AUDIO_EXTENSIONS, ManifestError, from_audio_folder, from_librispeech, read_manifest,
+                               write_manifest)
+from asr.decoding import (DECODERS, LM_UNITS, DecodeOptions, DecodeOptionsError, build_decoder, load_options,
+                          options_path, save_options, stored_options)
 from asr.files import atomic_write
+from asr.lm import UNITS, LMError
 from asr.report import format_table
 from asr.transcribe import DEFAULT_BATCH_SECONDS, Recognizer, Transcript, expand_paths
+from asr.windows import WindowConfig
+
+USER_ERRORS = (CheckpointError, DecodeOptionsError, LMError, ManifestError)
+STDIN = "-"  # in place of audio paths: read them from standard input, one per line
+
+
+class _Fail(Exception):
+    """A user error already worded for one line on stderr; the main returns ``status``."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _error(prog: str, message: str) -> None:
     print(f"{prog}: error: {message}", file=sys.stderr)
 
 
-def _load(prog: str, checkpoint: str, device: str) -> Recognizer | None:
+def _run(prog: str, main, args: argparse.Namespace) -> int:
+    """Call ``main(args)``; a user error becomes one line on stderr and exit status 2."""
     try:
-        return Recognizer.load(checkpoint, device)
-    except CheckpointError as err:
+        return main(args)
+    except _Fail as err:
         _error(prog, str(err))
-        return None
+        return err.status
+    except USER_ERRORS as err:
+        _error(prog, str(err))
+        return 2
+
+
+# --- decoding options, shared by decode, evaluate and tune_lm -------------------------------------
+
+
+def _add_decoding_args(parser: argparse.ArgumentParser, several: bool = False, tuning: bool = False) -> None:
+    """Decoding flags; ``several``: --decoder takes a list (evaluate); ``tuning``: the LM is required
+    and the weights are what is searched."""
+    g = parser.add_argument_group("decoding (default: the options tune_lm.py stored beside the checkpoint, else greedy)")
+    if several:
+        g.add_argument("--decoder", choices=DECODERS, nargs="+",
+                       help="decoders side by side (default: greedy, and beam when --lm or tuned options say so)")
+    elif not tuning:
+        g.add_argument("--decoder", choices=DECODERS, help="greedy, or beam search (implied by --lm)")
+    g.add_argument("--lm", required=tuning, help="KenLM n-gram: ARPA (.arpa or .arpa.gz) or binary")
+    g.add_argument("--lexicon", help="words the search may output (one per line, or 'word t o k e n s'); "
+                                     "default: the LM's words")
+    g.add_argument("--lm-unit", choices=LM_UNITS, help="what the LM's tokens are (default: auto, read from the ARPA)")
+    g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 50)")
+    g.add_argument("--beam-size-token", type=int, help="symbols tried per frame (default: all)")
+    g.add_argument("--beam-threshold", type=float, help="prune hypotheses this far below the best (default 25)")
+    if not tuning:
+        g.add_argument("--lm-weight", type=float, help="LM weight, alpha (default 0.5)")
+        g.add_argument("--word-score", type=float, help="bonus per word, beta (default 0)")
+    if not tuning:
+        g.add_argument("--options", help="a JSON or YAML file of decoding options (conf/decode/*.yaml, "
+                                         "or a .decoding.json written by tune_lm.py)")
+        g.add_argument("--no-tuned", action="store_true", help="ignore the options stored beside the checkpoint")
+
+
+def _decode_options(args: argparse.Namespace) -> DecodeOptions:
+    """Options from, in rising priority: defaults, the checkpoint's stored ones, --options, flags."""
+    base = DecodeOptions()
+    if not getattr(args, "no_tuned", True):
+        base = stored_options(args.checkpoint) or base
+    if getattr(args, "options", None):
+        base = load_options(args.options)
+    flags = {k: getattr(args, k, None) for k in ("decoder", "lm", "lexicon", "lm_unit", "beam_size",
+                                                  "beam_size_token", "beam_threshold", "lm_weight", "word_score")}
+    if flags["lm"] or flags["lexicon"]:
+        flags["decoder"] = flags["decoder"] or "beam"
+    return base.replace(**flags)
+
+
+def _add_window_args(parser: argparse.ArgumentParser) -> None:
+    d = WindowConfig()
+    g = parser.add_argument_group("long recordings")
+    g.add_argument("--chunk-seconds", type=float, default=d.chunk,
+                   help="output kept per window of a long recording (default %(default)s)")
+    g.add_argument("--context-seconds", type=float, default=d.context,
+                   help="audio seen on each side of a window's kept part (default %(default)s)")
+
+
+def _recognizer(args: argparse.Namespace, options: DecodeOptions) -> Recognizer:
+    try:
+        windows = WindowConfig(args.chunk_seconds, args.context_seconds)
+    except ValueError as err:
+        raise _Fail(f"--chunk-seconds/--context-seconds: {err}") from None
+    return Recognizer.load(args.checkpoint, args.device, options, windows)
+
+
+# --- decode.py ------------------------------------------------------------------------------------
 
 
 def decode_main(argv: Sequence[str] | None = None) -> int:
+    from asr.writers import FORMATS
+
     parser = argparse.ArgumentParser(
-        prog="decode.py", description="Transcribe audio files (any rate, mono or stereo, WAV/FLAC/OGG/...).")
+        prog="decode.py", description="Transcribe audio files of any length (any rate, mono or stereo, "
+                                      "WAV/FLAC/OGG/...), with timed words and subtitles.",
+        epilog="examples:\n  decode.py model.ckpt talk.flac --format srt > talk.srt\n"
+               "  decode.py model.ckpt recordings/ --format jsonl -o out.jsonl --lm lm.arpa\n"
+               "  find . -name '*.wav' | decode.py model.ckpt - --format txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
-    parser.add_argument("audio", nargs="+", help="audio files, or folders searched recursively")
-    parser.add_argument("-o", "--output", help="write the transcripts to this file instead of stdout")
-    parser.add_argument("--format", choices=("tsv", "txt"), default="tsv",
-                        help="tsv: <path><TAB><text> per file (default); txt: the text only")
+    parser.add_argument("audio", nargs="+", help="audio files, folders (searched recursively), JSON-lines "
+                                                 "manifests (.jsonl), or - to read paths from stdin")
+    parser.add_argument("-o", "--output", help="write to this file instead of stdout; for srt/vtt, a folder "
+                                               "that gets one <name>.srt/.vtt per recording")
+    parser.add_argument("--format", choices=FORMATS, default="tsv",
+                        help="tsv: <path><TAB><text> (default); txt: the text; jsonl: text, words with start/end "
+                             "seconds and confidence; srt/vtt: subtitles")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS,
                         help="padded audio seconds per batch (default %(default)s)")
-    args = parser.parse_args(argv)
-    prog = parser.prog
-    recognizer = _load(prog, args.checkpoint, args.device)
-    if recognizer is None:
-        return 2
-    paths = expand_paths(args.audio, AUDIO_EXTENSIONS)
-    if not paths:
-        _error(prog, f"no audio files found in {' '.join(args.audio)}")
-        return 2
-    lines, failures = [], 0
-    for result in recognizer.transcribe_files(paths, args.batch_seconds):
-        if isinstance(result, AudioError):
-            _error(prog, f"{result} (skipped)")
-            failures += 1
-            continue
-        line = _format(result, args.format)
-        if args.output:
-            lines.append(line)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_decoding_args(parser)
+    _add_window_args(parser)
+    return _run(parser.prog, _decode, parser.parse_args(argv))
+
+
+def _audio_inputs(items: Sequence[str]) -> list[Path]:
+    """Audio paths from files, folders, manifests and ``-`` (stdin), in the order given."""
+    out: list[Path] = []
+    for item in items:
+        if item == STDIN:
+            out += expand_paths([line.strip() for line in sys.stdin if line.strip()], AUDIO_EXTENSIONS)
+        elif item.endswith(".jsonl"):
+            out += [Path(u.audio) for u in read_manifest(item)]
         else:
-            print(line, flush=True)
-    if args.output:
-        with atomic_write(args.output) as f:
-            f.writelines(line + "\n" for line in lines)
+            out += expand_paths([item], AUDIO_EXTENSIONS)
+    return out
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from asr.audio import audio_info
+    from asr.writers import SUBTITLE_FORMATS, TIMED_FORMATS
+
+    recognizer = _recognizer(args, _decode_options(args))
+    paths = _audio_inputs(args.audio)
+    if not paths:
+        raise _Fail(f"no audio files found in {' '.join(args.audio)}")
+    if args.format in SUBTITLE_FORMATS and not args.output and len(paths) > 1:
+        raise _Fail(f"--format {args.format} writes one file per recording: give -o FOLDER")
+    total = sum(_duration(audio_info, p) for p in paths)
+    sink = _Sink(args.format, args.output)
+    failures, seconds, started = 0, 0.0, time.perf_counter()
+    with tqdm(total=round(total, 1), unit="s", desc="transcribing", file=sys.stderr, leave=False,
+              disable=True if args.no_progress else None, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio") as bar:
+        results = recognizer.transcribe_files(paths, args.batch_seconds, words=args.format in TIMED_FORMATS,
+                                              progress=bar.update)
+        for result in results:
+            if isinstance(result, AudioError):
+                bar.clear()
+                _error("decode.py", f"{result} (skipped)")
+                failures += 1
+                continue
+            seconds += result.duration
+            sink.add(result)
+    sink.close()
+    elapsed = time.perf_counter() - started
+    print(f"decode.py: {len(paths) - failures} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s on "
+          f"{recognizer.device}: real-time factor {elapsed / max(seconds, 1e-9):.3f}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _format(t: Transcript, fmt: str) -> str:
-    return t.text if fmt == "txt" else f"{t.path}\t{t.text}"
+def _duration(audio_info, path: Path) -> float:
+    try:
+        return audio_info(path).duration
+    except AudioError:
+        return 0.0
+
+
+class _Sink:
+    """Where transcripts go: stdout line by line, one file written at the end, or a subtitle file each."""
+
+    def __init__(self, fmt: str, output: str | None) -> None:
+        from asr.writers import SUBTITLE_FORMATS
+
+        self.fmt, self.output = fmt, output
+        self.subtitles = fmt in SUBTITLE_FORMATS
+        self.lines: list[str] = []
+        self.names: set[str] = set()
+
+    def add(self, t: Transcript) -> None:
+        from asr.writers import format_line, format_subtitles
+
+        if not self.subtitles:
+            line = format_line(t, self.fmt)
+            if self.output:
+                self.lines.append(line)
+            else:
+                print(line, flush=True)
+        elif self.output:
+            with atomic_write(self._subtitle_path(Path(t.path or "audio"))) as f:
+                f.write(format_subtitles(t, self.fmt))
+        else:
+            print(format_subtitles(t, self.fmt), end="", flush=True)
+
+    def _subtitle_path(self, audio: Path) -> Path:
+        """``<output>/<stem>.<fmt>``; a stem seen before gets ``-2``, ``-3``, ..."""
+        name, n = f"{audio.stem}.{self.fmt}", 1
+        while name in self.names:
+            n += 1
+            name = f"{audio.stem}-{n}.{self.fmt}"
+        self.names.add(name)
+        return Path(self.output) / name
+
+    def close(self) -> None:
+        if self.output and not self.subtitles:
+            with atomic_write(self.output) as f:
+                f.writelines(line + "\n" for line in self.lines)
+
+
+# --- evaluate.py ----------------------------------------------------------------------------------
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    from asr.evaluate import evaluate, load_test_set, write_utterances
-
-    parser = argparse.ArgumentParser(prog="evaluate.py", description="WER and CER of a checkpoint on test sets.")
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py", description="WER and CER of a checkpoint on test sets, with S/D/I, per-speaker WER, "
+                                        "frequent substitutions and the worst utterances; decoders side by side.",
+        epilog="example:\n  evaluate.py model.ckpt data/synthetic/test --decoder greedy beam --lm lm.arpa",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
     parser.add_argument("data", nargs="+", help="test sets: manifest .jsonl files, LibriSpeech-layout folders, "
                                                 "or folders of audio files with .txt transcripts")
-    parser.add_argument("--out", help="folder for <set>.utterances.jsonl (default: eval/ beside the checkpoint)")
+    parser.add_argument("--out", help="folder for report.json and <set>.utterances.jsonl "
+                                      "(default: eval/ beside the checkpoint)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS)
-    args = parser.parse_args(argv)
-    prog = parser.prog
-    recognizer = _load(prog, args.checkpoint, args.device)
-    if recognizer is None:
-        return 2
+    parser.add_argument("--top", type=int, default=10, help="substitution pairs and worst utterances shown "
+                                                             "(default %(default)s; 0: the table only)")
+    _add_decoding_args(parser, several=True)
+    _add_window_args(parser)
+    return _run(parser.prog, _evaluate, parser.parse_args(argv))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from asr.decoding import GreedyDecoder
+    from asr.evaluate import evaluate, load_test_set, write_report, write_utterances
+
+    names, args.decoder = list(dict.fromkeys(args.decoder or [])), None
+    base = _decode_options(args)
+    names = names or ["greedy"] + (["beam"] if base.decoder == "beam" else [])
+    recognizer = _recognizer(args, DecodeOptions())
+    options = {n: base.replace(decoder="beam") if n == "beam" else DecodeOptions() for n in names}
+    decoders = {n: build_decoder(o, recognizer.tokenizer) if n == "beam" else GreedyDecoder(recognizer.tokenizer.blank)
+                for n, o in options.items()}
     out_dir = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval"
-    rows, status = [], 0
+    reports, status = [], 0
     for data in args.data:
         try:
             utterances = load_test_set(data)
         except ManifestError as err:
-            _error(prog, str(err))
+            _error("evaluate.py", str(err))
             status = 2
             continue
         name = Path(data).stem if Path(data).is_file() else Path(data).name
-        report = evaluate(recognizer, utterances, name, args.batch_seconds)
+        report = evaluate(recognizer, utterances, name, args.batch_seconds, decoders=decoders)
         for path, reason in report.failed:
-            _error(prog, f"{path}: {reason} (counted as deleted)")
+            _error("evaluate.py", f"{path}: {reason} (counted as deleted)")
         per_utt = write_utterances(report, out_dir / f"{name}.utterances.jsonl")
-        w = report.words
-        rows.append([name, len(report.utterances), 100 * report.wer, 100 * report.cer,
-                     w.substitutions, w.deletions, w.insertions, w.reference_length])
         print(f"{name}: per-utterance results in {per_utt}", file=sys.stderr)
+        reports.append(report)
         status = status or (1 if report.failed else 0)
-    if rows:
-        print(format_table(["set", "utts", "WER %", "CER %", "sub", "del", "ins", "words"], rows))
+    if reports:
+        path = write_report(reports, out_dir / "report.json", checkpoint=str(Path(args.checkpoint).resolve()),
+                            decoders={n: o.to_dict() for n, o in options.items()})
+        print(_summary_table(reports, names))
+        if args.top > 0:
+            for report in reports:
+                print(_details(report, names, args.top))
+        print(f"report: {path}", file=sys.stderr)
     return status
+
+
+def _summary_table(reports, names: list[str]) -> str:
+    rows = []
+    for r in reports:
+        ds = [r.decoders[n] for n in names]
+        rows.append([r.name, len(r.utterances), r.words.reference_length, *(100 * d.wer for d in ds),
+                     *(100 * d.cer for d in ds),
+                     *(f"{d.words.substitutions}/{d.words.deletions}/{d.words.insertions}" for d in ds)])
+    headers = ["set", "utts", "words", *(f"WER % {n}" for n in names), *(f"CER % {n}" for n in names),
+               *(f"sub/del/ins {n}" for n in names)]
+    return format_table(headers, rows)
+
+
+def _details(report, names: list[str], top: int) -> str:
+    ds = [report.decoders[n] for n in names]
+    speakers = sorted(ds[0].speakers)
+    rows = [[s, ds[0].speakers[s].reference_length, *(100 * d.speakers[s].rate for d in ds)] for s in speakers]
+    parts = [f"\n{report.name}: WER per speaker",
+             format_table(["speaker", "words", *(f"WER % {n}" for n in names)], rows)]
+    for n, d in zip(names, ds):
+        subs = ", ".join(f"{r} -> {h} ({c})" for (r, h), c in d.substitutions.most_common(top)) or "none"
+        parts.append(f"\n{report.name}, {n}: most frequent substitutions: {subs}")
+        worst = [[u.id, u.word_errors, u.reference_words, u.reference, u.hypothesis] for u in d.worst(top)]
+        if worst:
+            parts.append(f"{report.name}, {n}: worst utterances")
+            parts.append(format_table(["id", "errors", "words", "reference", "hypothesis"], worst))
+    return "\n".join(parts)
+
+
+# --- tune_lm.py -----------------------------------------------------------------------------------
+
+
+def tune_lm_main(argv: Sequence[str] | None = None) -> int:
+    from asr.tuning import DEFAULT_LM_WEIGHTS, DEFAULT_WORD_SCORES
+
+    parser = argparse.ArgumentParser(
+        prog="tune_lm.py", description="Tune the LM weight and word bonus of beam search on a dev set and store "
+                                       "the best beside the checkpoint (<checkpoint>.decoding.json), where "
+                                       "asr.load() and decode.py/evaluate.py pick them up.",
+        epilog="example:\n  tune_lm.py runs/synthetic/latest/checkpoints/last.ckpt data/synthetic/dev --lm lm.arpa",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
+    parser.add_argument("dev", help="dev set: a manifest .jsonl, a LibriSpeech-layout folder, or audio + .txt files")
+    _add_decoding_args(parser, tuning=True)
+    parser.add_argument("--lm-weights", type=float, nargs="+", default=list(DEFAULT_LM_WEIGHTS),
+                        help="LM weights tried (default %(default)s)")
+    parser.add_argument("--word-scores", type=float, nargs="+", default=list(DEFAULT_WORD_SCORES),
+                        help="word bonuses tried (default %(default)s)")
+    parser.add_argument("--cache", help="log-probs cache (default: eval/<dev>.logprobs.pt beside the checkpoint)")
+    parser.add_argument("--save", help="where to store the chosen options (default: <checkpoint>.decoding.json)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS)
+    _add_window_args(parser)
+    return _run(parser.prog, _tune, parser.parse_args(argv))
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from asr.evaluate import load_test_set
+    from dataclasses import asdict
+
+    from asr.tuning import best_trial, dev_set, grid_search, score
+
+    base = _decode_options(args).replace(decoder="beam")
+    recognizer = _recognizer(args, DecodeOptions())
+    name = Path(args.dev).stem if Path(args.dev).is_file() else Path(args.dev).name
+    cache = args.cache or Path(args.checkpoint).resolve().parent / "eval" / f"{name}.logprobs.pt"
+    dev = dev_set(recognizer, load_test_set(args.dev), args.checkpoint, cache, args.batch_seconds)
+    for failure in dev.failed:
+        _error("tune_lm.py", f"{failure} (left out)")
+    if not dev.emissions:
+        raise _Fail(f"{args.dev}: no readable utterance to tune on")
+    greedy_wer, _ = score(recognizer, dev, recognizer.decoder)
+    print(f"{name}: {len(dev.emissions)} utterances, greedy WER {100 * greedy_wer:.2f}%", file=sys.stderr)
+    trials = grid_search(recognizer, dev, base, args.lm_weights, args.word_scores, on_trial=lambda t: print(
+        f"  lm_weight {t.lm_weight:g}, word_score {t.word_score:g}: WER {100 * t.wer:.2f}%", file=sys.stderr))
+    best = best_trial(trials)
+    chosen = base.replace(lm_weight=best.lm_weight, word_score=best.word_score)
+    saved = save_options(chosen, args.save or options_path(args.checkpoint), dev_set=str(Path(args.dev).resolve()),
+                         utterances=len(dev.emissions), greedy_wer=greedy_wer, wer=best.wer,
+                         grid=[asdict(t) for t in trials])
+    rows = [[t.lm_weight, t.word_score, 100 * t.wer] for t in sorted(trials, key=lambda t: t.errors)[:10]]
+    print(format_table(["lm_weight", "word_score", "WER %"], rows))
+    print(f"best: lm_weight {best.lm_weight:g}, word_score {best.word_score:g}: WER {100 * best.wer:.2f}% "
+          f"(greedy {100 * greedy_wer:.2f}%); stored in {saved}")
+    return 0
+
+
+# --- build_lm.py ----------------------------------------------------------------------------------
+
+
+def build_lm_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="build_lm.py", description="Build a Kneser-Ney n-gram LM (tab-separated ARPA, as KenLM reads it) "
+                                        "from text, or fix an ARPA file whose fields are separated by spaces.",
+        epilog="examples:\n  build_lm.py data/synthetic/train.jsonl -o lm/words3.arpa\n"
+               "  build_lm.py corpus.txt --unit char --order 6 -o lm/chars6.arpa\n"
+               "  build_lm.py --fix-tabs broken.arpa -o fixed.arpa",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("text", nargs="*", help="text files (one sentence per line, .gz allowed) or manifests "
+                                               "(.jsonl, their 'text')")
+    parser.add_argument("-o", "--output", required=True, help="the ARPA file to write")
+    parser.add_argument("--order", type=int, help="n-gram order (default: 3 for words, 6 for characters)")
+    parser.add_argument("--unit", choices=UNITS, default="word",
+                        help="word: for lexicon search (default); char: for lexicon-free search")
+    parser.add_argument("--fix-tabs", metavar="ARPA", help="rewrite this space-separated ARPA file with tabs")
+    return _run(parser.prog, _build_lm, parser.parse_args(argv))
+
+
+def _build_lm(args: argparse.Namespace) -> int:
+    from asr.lm import build_arpa, fix_arpa_tabs, read_texts
+
+    if args.fix_tabs:
+        n = fix_arpa_tabs(args.fix_tabs, args.output)
+        print(f"{args.output}: {n} n-grams rewritten with tabs")
+        return 0
+    if not args.text:
+        raise _Fail("give text files or manifests to build from (or --fix-tabs ARPA)")
+    if args.order is not None and args.order < 1:
+        raise _Fail(f"--order must be at least 1, got {args.order}")
+    model = build_arpa(read_texts(args.text), args.output, args.order, args.unit)
+    counts = ", ".join(f"{n + 1}-grams {len(o)}" for n, o in enumerate(model.orders))
+    print(f"{args.output}: {model.order}-gram {args.unit} LM, {len(model.orders[0]) - 1} tokens in the vocabulary; "
+          f"{counts}")
+    return 0
+
+
+# --- export.py ------------------------------------------------------------------------------------
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    from asr.export import EXPORT_TOLERANCE
+
+    parser = argparse.ArgumentParser(
+        prog="export.py", description="Export a checkpoint's acoustic model, feature extraction included, to "
+                                      "TorchScript (runs with torch alone), checked against PyTorch.",
+        epilog="example:\n  export.py model.ckpt -o model.ts\n"
+               "  then: m = torch.jit.load('model.ts'); log_probs, frames = m(waveforms, lengths)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
+    parser.add_argument("-o", "--output", required=True, help="the TorchScript file to write (.ts or .pt)")
+    parser.add_argument("--tolerance", type=float, default=EXPORT_TOLERANCE,
+                        help="largest log-prob difference accepted (default %(default)s)")
+    return _run(parser.prog, _export, parser.parse_args(argv))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from asr.export import ExportError, export_torchscript
+
+    try:
+        diff = export_torchscript(args.checkpoint, args.output, args.tolerance)
+    except ExportError as err:
+        raise _Fail(str(err)) from None
+    print(f"{args.output}: TorchScript; largest log-prob difference from PyTorch {diff:.1e} "
+          f"(tolerance {args.tolerance:g})")
+    return 0
+
+
+# --- make_manifest.py -----------------------------------------------------------------------------
 
 
 def make_manifest_main(argv: Sequence[str] | None = None) -> int:

@@ -1,39 +1,61 @@
-"""Transcription: audio files -> text, with a trained checkpoint.
+"""Transcription: audio files of any length -> text and timed words, with a trained checkpoint.
 
     recognizer = asr.load("runs/synthetic/latest/checkpoints/last.ckpt")
     recognizer.transcribe("speech.flac").text
     [t.text for t in recognizer.transcribe(["a.wav", "b.ogg"])]
+    recognizer.transcribe("talk.flac", words=True).words  # [Word("hello", 0.52, 0.80, 0.97), ...]
 
-Files are read at any sample rate and channel count (``asr.audio``), sorted by duration and
-batched up to ``batch_seconds`` of padded audio, run through the model on its device, and
-decoded. ``transcribe_files`` yields an :class:`~asr.audio.AudioError` in place of a file that
+Two stages, usable apart: :meth:`Recognizer.emissions` turns files into CPU log-probs
+(:class:`Emission`), :meth:`Recognizer.decode` turns one into a :class:`Transcript` with any
+decoder (evaluation decodes the same log-probs greedily and with beam search).
+
+Files up to one window long (``WindowConfig.window``, 28 s by default) are read whole, sorted by
+duration and batched up to ``batch_seconds`` of padded audio; longer ones are streamed in
+overlapping windows (:mod:`asr.windows`). ``asr.load`` decodes with the options tuned for the
+checkpoint by ``scripts/tune_lm.py`` when there are some (``<checkpoint>.decoding.json``), else
+greedily. ``transcribe_files`` yields an :class:`~asr.audio.AudioError` in place of a file that
 cannot be read, so a command line can report it and go on with the others.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from asr.alignment import Word, align_words
 from asr.audio import AudioError, audio_info, load_audio
 from asr.checkpoint import load_checkpoint
-from asr.decoding import GreedyDecoder
+from asr.decoding import DecodeOptions, Decoder, build_decoder, hypothesis_text, split_at_pauses, stored_options
+from asr.features import frame_lengths
 from asr.model import AcousticModel
 from asr.text import CharTokenizer
+from asr.windows import WindowConfig, run_windows, segment_bounds, stream_log_probs
 
 DEFAULT_BATCH_SECONDS = 120.0  # padded audio per inference batch
+
+Progress = Callable[[float], None]  # told the seconds of audio just processed
 
 
 @dataclass
 class Transcript:
-    """The text of one recording."""
+    """The text of one recording, and its words with times when asked for."""
 
     path: str | None
     text: str
+    duration: float  # seconds of audio
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Emission:
+    """The model's output for one recording."""
+
+    path: str | None
+    log_probs: torch.Tensor  # (frames, vocab) float32 on the CPU
     duration: float  # seconds of audio
 
 
@@ -44,75 +66,172 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+class ModelRunner:
+    """An :class:`AcousticModel` on its device as :mod:`asr.windows` sees it: CPU in, CPU out."""
+
+    def __init__(self, model: AcousticModel, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.hop = model.feature_config.hop_length
+        self.samples_per_frame = self.hop * model.subsampling.time_stride
+        self.vocab_size = model.head.out_features
+
+    def output_frames(self, n_samples: int) -> int:
+        return int(self.model.subsampling.output_lengths(frame_lengths(torch.tensor([n_samples]), self.hop))[0])
+
+    @torch.inference_mode()
+    def __call__(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_probs, out_lengths = self.model(waveforms.to(self.device), lengths.to(self.device))
+        return log_probs.float().cpu(), out_lengths.cpu()
+
+
 class Recognizer:
-    """A trained acoustic model, its tokenizer and a decoder, on one device."""
+    """A trained acoustic model, its tokenizer and a decoder, on one device.
+
+    Args:
+        model, tokenizer: from a checkpoint (``asr.checkpoint.load_checkpoint``).
+        device: "auto" (CUDA if available), "cpu", "cuda:1", ...
+        decoder: a ready decoder; if None, one is built from ``options``.
+        options: decoding options (greedy when None).
+        windows: how long recordings are cut.
+    """
 
     def __init__(self, model: AcousticModel, tokenizer: CharTokenizer, device: str | torch.device | None = "auto",
-                 decoder: GreedyDecoder | None = None) -> None:
+                 decoder: Decoder | None = None, options: DecodeOptions | None = None,
+                 windows: WindowConfig | None = None) -> None:
         self.device = pick_device(device)
         self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer
-        self.decoder = decoder or GreedyDecoder(tokenizer.blank)
+        self.options = options or DecodeOptions()
+        self.decoder = decoder or build_decoder(self.options, tokenizer)
+        self.windows = windows or WindowConfig()
+        self.runner = ModelRunner(self.model, self.device)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device | None = "auto") -> Recognizer:
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = "auto",
+             options: DecodeOptions | None = None, windows: WindowConfig | None = None) -> Recognizer:
+        """Load a checkpoint; decode with ``options``, else those tuned for it, else greedily."""
         loaded = load_checkpoint(path)
-        return cls(loaded.model, loaded.tokenizer, device)
+        options = options or stored_options(path) or DecodeOptions()
+        return cls(loaded.model, loaded.tokenizer, device, options=options, windows=windows)
 
     @property
     def sample_rate(self) -> int:
         return self.model.feature_config.sample_rate
 
-    @torch.inference_mode()
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second."""
+        return self.sample_rate / self.runner.samples_per_frame
+
     def transcribe_waveforms(self, waveforms: Sequence[torch.Tensor]) -> list[str]:
         """Mono ``(samples,)`` waveforms at ``sample_rate`` -> texts, in one batch."""
-        lengths = torch.tensor([w.numel() for w in waveforms])
-        batch = torch.zeros(len(waveforms), int(lengths.max()))
-        for i, w in enumerate(waveforms):
-            batch[i, : w.numel()] = w
-        log_probs, out_lengths = self.model(batch.to(self.device), lengths.to(self.device))
-        return [self.tokenizer.decode(h.tokens) for h in self.decoder(log_probs, out_lengths)]
+        return [self.decode(Emission(None, lp, w.numel() / self.sample_rate)).text
+                for w, lp in zip(waveforms, run_windows(self.runner, waveforms, self.tokenizer.blank))]
 
-    def transcribe_files(self, paths: Iterable[str | os.PathLike],
-                         batch_seconds: float = DEFAULT_BATCH_SECONDS) -> Iterator[Transcript | AudioError]:
-        """Yield, in input order, a Transcript or the AudioError of each file."""
-        paths = [str(p) for p in paths]
-        durations: dict[int, float] = {}
-        results: dict[int, Transcript | AudioError] = {}
+    # --- files -> log-probs ---------------------------------------------------------------------
+
+    def emissions(self, paths: Iterable[str | os.PathLike], batch_seconds: float = DEFAULT_BATCH_SECONDS,
+                  progress: Progress | None = None) -> Iterator[Emission | AudioError]:
+        """Yield, in input order, the Emission or the AudioError of each file."""
+        yield from _in_order(self._emissions(list(map(str, paths)), batch_seconds, progress))
+
+    def _emissions(self, paths: list[str], batch_seconds: float,
+                   progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
+        """(input index, result) as they are ready: short files batched by duration, then long ones."""
+        durations, frames = {}, {}
         for i, p in enumerate(paths):
             try:
-                durations[i] = audio_info(p).duration
+                info = audio_info(p)
             except AudioError as err:
-                results[i] = err
-        pending = sorted(durations, key=durations.get)
-        next_out = 0
-        for group in _batches(pending, durations, batch_seconds):
-            waves = {}
-            for i in group:
-                try:
-                    waves[i] = load_audio(paths[i], self.sample_rate)
-                except AudioError as err:
-                    results[i] = err
-            if waves:
-                for i, text in zip(waves, self.transcribe_waveforms(list(waves.values()))):
-                    results[i] = Transcript(paths[i], text, durations[i])
-            while next_out < len(paths) and next_out in results:
-                yield results.pop(next_out)
-                next_out += 1
-        while next_out < len(paths):
-            yield results.pop(next_out)
-            next_out += 1
+                yield i, err
+                continue
+            durations[i] = info.duration
+            frames[i] = -(-info.frames * self.sample_rate // info.sample_rate)  # samples at our rate, rounded up
+        short = sorted((i for i in durations if durations[i] <= self.windows.window), key=durations.get)
+        for group in _batches(short, durations, batch_seconds):
+            yield from self._short_batch(paths, group, durations, progress)
+        batch_windows = max(1, int(batch_seconds // self.windows.window))
+        for i in (i for i in durations if durations[i] > self.windows.window):
+            try:
+                log_probs = stream_log_probs(
+                    paths[i], self.runner, self.sample_rate, frames[i], self.windows, batch_windows,
+                    self.tokenizer.blank,
+                    on_window=(lambda w: progress((w.keep_end - w.keep_start) / self.frame_rate)) if progress else None)
+                yield i, Emission(paths[i], log_probs, durations[i])
+            except AudioError as err:
+                yield i, err
+
+    def _short_batch(self, paths: list[str], group: list[int], durations: dict[int, float],
+                     progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
+        waves = {}
+        for i in group:
+            try:
+                waves[i] = load_audio(paths[i], self.sample_rate)
+            except AudioError as err:
+                yield i, err
+        if waves:
+            for i, log_probs in zip(waves, run_windows(self.runner, list(waves.values()), self.tokenizer.blank)):
+                yield i, Emission(paths[i], log_probs, durations[i])
+        if progress:
+            progress(sum(durations[i] for i in group))
+
+    # --- log-probs -> text ----------------------------------------------------------------------
+
+    def decode(self, emission: Emission, words: bool = False, decoder: Decoder | None = None) -> Transcript:
+        """Decode one emission (in segments of at most ``windows.segment`` seconds, cut at pauses);
+        with ``words``, align the text to get each word's times and confidence."""
+        decoder = decoder or self.decoder
+        log_probs = emission.log_probs
+        max_frames = max(1, round(self.windows.segment * self.frame_rate))
+        space = self.tokenizer.encode(" ")[0]
+        pause = round(self.options.word_pause * self.frame_rate)
+        texts, timed = [], []
+        for start, end in segment_bounds(log_probs, max_frames, (self.tokenizer.blank, space)):
+            piece = log_probs[start:end]
+            hyp = decoder(piece[None], torch.tensor([end - start]))[0]
+            text = hypothesis_text(split_at_pauses(hyp, space, pause), self.tokenizer)
+            if text:
+                texts.append(text)
+                if words:
+                    timed += align_words(piece, text, self.tokenizer, self.frame_rate, start / self.frame_rate)
+        # The last frame's span may reach past the end of the audio by less than a frame.
+        timed = [replace(w, end=min(w.end, emission.duration)) if w.end > emission.duration else w for w in timed]
+        return Transcript(emission.path, " ".join(texts), emission.duration, timed)
+
+    def transcribe_files(self, paths: Iterable[str | os.PathLike], batch_seconds: float = DEFAULT_BATCH_SECONDS,
+                         words: bool = False, progress: Progress | None = None) -> Iterator[Transcript | AudioError]:
+        """Yield, in input order, a Transcript or the AudioError of each file (decoded as soon as
+        its log-probs are ready, so only transcripts wait for their turn)."""
+        paths = list(map(str, paths))
+
+        def decoded() -> Iterator[tuple[int, Transcript | AudioError]]:
+            for i, result in self._emissions(paths, batch_seconds, progress):
+                yield i, result if isinstance(result, AudioError) else self.decode(result, words)
+
+        yield from _in_order(decoded())
 
     def transcribe(self, audio: str | os.PathLike | Sequence[str | os.PathLike],
-                   batch_seconds: float = DEFAULT_BATCH_SECONDS) -> Transcript | list[Transcript]:
+                   batch_seconds: float = DEFAULT_BATCH_SECONDS, words: bool = False) -> Transcript | list[Transcript]:
         """One path -> one Transcript; a list of paths -> a list. Raises AudioError on an unreadable file."""
         single = isinstance(audio, (str, os.PathLike))
         out = []
-        for result in self.transcribe_files([audio] if single else audio, batch_seconds):
+        for result in self.transcribe_files([audio] if single else audio, batch_seconds, words):
             if isinstance(result, AudioError):
                 raise result
             out.append(result)
         return out[0] if single else out
+
+
+def _in_order(results: Iterable[tuple[int, object]]) -> Iterator:
+    """(index, item) pairs in any order -> the items in index order, each as soon as its turn comes."""
+    waiting, next_out = {}, 0
+    for i, item in results:
+        waiting[i] = item
+        while next_out in waiting:
+            yield waiting.pop(next_out)
+            next_out += 1
+    for i in sorted(waiting):
+        yield waiting[i]
 
 
 def _batches(order: list[int], durations: dict[int, float], budget: float) -> Iterator[list[int]]:
@@ -127,9 +246,10 @@ def _batches(order: list[int], durations: dict[int, float], budget: float) -> It
         yield group
 
 
-def load(path: str | os.PathLike, device: str | torch.device | None = "auto") -> Recognizer:
-    """Load a training checkpoint for transcription."""
-    return Recognizer.load(path, device)
+def load(path: str | os.PathLike, device: str | torch.device | None = "auto",
+         options: DecodeOptions | None = None) -> Recognizer:
+    """Load a training checkpoint for transcription (with its tuned decoding options, if any)."""
+    return Recognizer.load(path, device, options)
 
 
 def expand_paths(inputs: Iterable[str | os.PathLike], extensions: Sequence[str]) -> list[Path]:

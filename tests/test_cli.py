@@ -1,12 +1,20 @@
+import io
 import json
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from asr.cli import decode_main, evaluate_main, make_manifest_main
+import asr
+from asr.cli import build_lm_main, decode_main, evaluate_main, make_manifest_main, tune_lm_main
+from asr.data.manifest import read_manifest
+from asr.decoding import options_path
 from tests.conftest import ROOT
+from tests.test_writers import parse_subtitles
 
 
 def _audio_files(folder):
@@ -38,10 +46,11 @@ def test_decode_reports_bad_files_and_goes_on(tiny_checkpoint, tmp_path, capsys)
     out, err = capsys.readouterr()
     assert status == 1
     assert [line.split("\t")[0] for line in out.splitlines()] == [str(good[0]), str(good[1])]
-    err_lines = err.strip().splitlines()
+    err_lines = [line for line in err.strip().splitlines() if line.startswith("decode.py: error:")]
     assert len(err_lines) == 2 and "missing.wav: no such file" in err_lines[0]
     assert "notes.flac: not a readable audio file" in err_lines[1]
     assert "Traceback" not in err
+    assert re.search(r"decode\.py: 2 file\(s\), 2\.0 s of audio in [\d.]+ s on cpu: real-time factor [\d.]+$", err.strip())
 
 
 def test_decode_writes_an_output_file(tiny_checkpoint, tmp_path, capsys):
@@ -61,7 +70,102 @@ def test_evaluate_reports_wer_and_per_utterance_results(tiny_checkpoint, chirp_m
     table = capsys.readouterr().out
     assert "| test " in table and "WER %" in table
     rows = [json.loads(line) for line in (tmp_path / "test.utterances.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and {"reference", "hypothesis", "word_errors"} <= set(rows[0])
+    assert len(rows) == 4 and {"reference", "hypothesis", "word_errors", "speaker"} <= set(rows[0])
+
+
+def test_evaluate_puts_greedy_and_beam_with_lm_side_by_side(tiny_checkpoint, chirp_manifests, tmp_path, capsys):
+    lm = tmp_path / "lm.arpa"
+    assert build_lm_main([str(chirp_manifests["train"]), "-o", str(lm), "--order", "2"]) == 0
+    assert "2-gram word LM, 6 tokens" in capsys.readouterr().out  # 4 words, </s> and <unk>
+    assert evaluate_main([str(tiny_checkpoint), str(chirp_manifests["test"]), str(chirp_manifests["dev"]), "--out",
+                          str(tmp_path), "--decoder", "greedy", "beam", "--lm", str(lm), "--beam-size", "8"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0]
+    for column in ("WER % greedy", "WER % beam", "CER % greedy", "CER % beam", "sub/del/ins greedy"):
+        assert column in header
+    assert "WER per speaker" in out and "most frequent substitutions" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [s["set"] for s in report["sets"]] == ["test", "dev"]
+    test = report["sets"][0]
+    assert set(test["decoders"]) == {"greedy", "beam"} and report["decoders"]["beam"]["lm"] == str(lm)
+    beam = test["decoders"]["beam"]
+    assert set(beam["speakers"]) == {"spk"} and beam["speakers"]["spk"]["reference_length"] == beam["words"]["reference_length"]
+    assert {"wer", "cer", "substitutions", "worst_utterances"} <= set(beam)
+    assert all(w["word_errors"] > 0 for w in beam["worst_utterances"])
+    hyps = [json.loads(line)["decoders"]["beam"]["hypothesis"] for line in (tmp_path / "test.utterances.jsonl").open()]
+    vocabulary = {"alpha", "bravo", "charlie", "delta"}
+    assert all(set(h.split()) <= vocabulary for h in hyps), "a word LM only outputs its words"
+
+
+def test_decode_jsonl_srt_and_vtt_parse_back(tiny_checkpoint, chirp_manifests, tmp_path, capsys):
+    audio = [u.audio for u in read_manifest(chirp_manifests["test"])]
+    assert decode_main([str(tiny_checkpoint), *audio, "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in rows] == audio
+    for row in rows:
+        assert [w["word"] for w in row["words"]] == row["text"].split()
+        assert all(0 <= w["start"] < w["end"] <= row["duration"] and 0 <= w["confidence"] <= 1 for w in row["words"])
+    assert decode_main([str(tiny_checkpoint), *audio, "--format", "srt", "-o", str(tmp_path / "subs")]) == 0
+    for row, path in zip(rows, audio):
+        cues = parse_subtitles((tmp_path / "subs" / (Path(path).stem + ".srt")).read_text())
+        assert " ".join(text for _, _, text in cues) == row["text"]
+    capsys.readouterr()
+    assert decode_main([str(tiny_checkpoint), audio[0], "--format", "vtt"]) == 0
+    vtt = capsys.readouterr().out
+    assert vtt.startswith("WEBVTT") and " ".join(c[2] for c in parse_subtitles(vtt)) == rows[0]["text"]
+    assert decode_main([str(tiny_checkpoint), *audio[:2], "--format", "vtt"]) == 2
+    assert "writes one file per recording: give -o FOLDER" in capsys.readouterr().err
+
+
+def test_decode_reads_manifests_and_paths_on_stdin(tiny_checkpoint, chirp_manifests, capsys, monkeypatch):
+    audio = [u.audio for u in read_manifest(chirp_manifests["dev"])]
+    assert decode_main([str(tiny_checkpoint), str(chirp_manifests["dev"])]) == 0
+    from_manifest = capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(audio) + "\n"))
+    assert decode_main([str(tiny_checkpoint), "-"]) == 0
+    assert capsys.readouterr().out == from_manifest and len(from_manifest.splitlines()) == len(audio)
+
+
+def test_bad_lm_files_are_one_line_naming_the_file_and_the_fix(tiny_checkpoint, chirp_manifests, tmp_path, capsys):
+    wav = read_manifest(chirp_manifests["test"])[0].audio
+    assert decode_main([str(tiny_checkpoint), wav, "--lm", str(tmp_path / "missing.arpa")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'missing.arpa'}: language model not found" in err
+    lm = tmp_path / "lm.arpa"
+    build_lm_main([str(chirp_manifests["train"]), "-o", str(lm)])
+    (tmp_path / "spaced.arpa").write_text(lm.read_text().replace("\t", " "))
+    assert decode_main([str(tiny_checkpoint), wav, "--lm", str(tmp_path / "spaced.arpa")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "spaced.arpa:" in err and "KenLM needs tabs" in err and "--fix-tabs" in err
+    assert build_lm_main(["--fix-tabs", str(tmp_path / "spaced.arpa"), "-o", str(tmp_path / "fixed.arpa")]) == 0
+    assert decode_main([str(tiny_checkpoint), wav, "--lm", str(tmp_path / "fixed.arpa")]) == 0
+    capsys.readouterr()
+    assert decode_main([str(tiny_checkpoint), wav, "--lm", str(lm), "--lexicon", str(tmp_path / "nope.txt")]) == 2
+    assert "nope.txt: lexicon not found" in capsys.readouterr().err
+
+
+def test_tuned_options_are_stored_with_the_model_and_picked_up(tiny_checkpoint, chirp_manifests, tmp_path, capsys):
+    ckpt = tmp_path / "run" / "last.ckpt"
+    ckpt.parent.mkdir()
+    shutil.copy(tiny_checkpoint, ckpt)
+    lm = tmp_path / "run" / "lm.arpa"
+    assert build_lm_main([str(chirp_manifests["train"]), "-o", str(lm)]) == 0
+    args = [str(ckpt), str(chirp_manifests["dev"]), "--lm", str(lm), "--beam-size", "4",
+            "--lm-weights", "0", "1", "--word-scores", "0", "2"]
+    assert tune_lm_main(args) == 0
+    out = capsys.readouterr()
+    assert "best: lm_weight" in out.out and "greedy WER" in out.err
+    stored = json.loads(options_path(ckpt).read_text())
+    assert stored["decoding"]["lm"] == "lm.arpa" and len(stored["tuning"]["grid"]) == 4
+    assert (tmp_path / "run" / "eval" / "dev.logprobs.pt").is_file(), "dev log-probs are cached"
+    assert tune_lm_main(args) == 0, "a second run reads the cache"
+    recognizer = asr.load(ckpt, device="cpu")
+    assert recognizer.options.decoder == "beam" and recognizer.options.lm == str(lm)
+    assert recognizer.options.lm_weight == stored["decoding"]["lm_weight"]
+    wav = read_manifest(chirp_manifests["test"])[0].audio
+    lm.rename(lm.with_suffix(".moved"))  # decode.py now fails if, and only if, it uses the stored options
+    assert decode_main([str(ckpt), wav]) == 2 and "lm.arpa: language model not found" in capsys.readouterr().err
+    assert decode_main([str(ckpt), wav, "--no-tuned"]) == 0
 
 
 def test_make_manifest_from_a_folder(tmp_path, capsys):

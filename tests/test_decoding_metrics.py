@@ -41,3 +41,12 @@ def test_corpus_rate_sums_edits_rather_than_averaging_rates():
     m.update(["a b c d"], ["a b c d"])  # 0 errors / 4 words
     m.update(["x"], ["y"])  # 1 error / 1 word: a mean of rates would say 50%
     assert float(m.compute()) == pytest.approx(1 / 5)
+
+
+def test_substitution_pairs_are_word_by_word():
+    from asr.evaluate import word_details
+
+    counts, pairs = word_details("delta delta bravo", "lb lblbl bravo extra")
+    assert (counts.substitutions, counts.insertions, counts.hits) == (2, 1, 1)
+    assert pairs == {("delta", "lb"): 1, ("delta", "lblbl"): 1}
+    assert word_details("", "two words")[0].insertions == 2

@@ -1,0 +1,109 @@
+"""LM weight tuning: a dev set's log-probs (computed once, cached) + an n-gram LM -> the LM weight and
+word bonus with the lowest WER, stored beside the checkpoint for ``asr.load`` and ``decode.py``.
+
+The model runs once over the dev set; its log-probs are saved to a cache file keyed by the
+checkpoint (path, size, modification time) and the utterance ids, so a second tuning run (another
+grid, another LM) starts decoding at once. Every (lm_weight, word_score) pair of the grid is then
+decoded with beam search, reusing the loaded LM (:meth:`BeamDecoder.with_weights`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from asr.audio import AudioError
+from asr.data.manifest import Utterance
+from asr.decoding import BeamDecoder, DecodeOptions
+from asr.metrics import word_errors
+from asr.transcribe import DEFAULT_BATCH_SECONDS, Emission, Recognizer
+
+DEFAULT_LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # grid of LM weights (alpha)
+DEFAULT_WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0)  # grid of word bonuses (beta)
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Trial:
+    lm_weight: float
+    word_score: float
+    wer: float
+    errors: int
+
+
+@dataclass
+class DevSet:
+    """The dev utterances that could be read, their normalized references and log-probs."""
+
+    ids: list[str]
+    references: list[str]
+    emissions: list[Emission]
+    failed: list[str]  # "path: reason" of unreadable files, left out
+
+
+def _cache_key(checkpoint: Path, utterances: Sequence[Utterance]) -> dict:
+    stat = checkpoint.stat()
+    return {"format": CACHE_FORMAT, "checkpoint": str(checkpoint.resolve()), "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns, "ids": [u.id for u in utterances]}
+
+
+def dev_set(recognizer: Recognizer, utterances: Sequence[Utterance], checkpoint: str | os.PathLike,
+            cache: str | os.PathLike | None, batch_seconds: float = DEFAULT_BATCH_SECONDS) -> DevSet:
+    """Log-probs of ``utterances`` from ``cache`` if it was made by the same checkpoint for the same
+    utterances, else from the model (and then saved to ``cache``)."""
+    key = _cache_key(Path(checkpoint), utterances)
+    if cache is not None and Path(cache).is_file():
+        stored = torch.load(cache, weights_only=True)
+        if stored.get("key") == key:
+            emissions = [Emission(p, lp, d) for p, lp, d in zip(stored["paths"], stored["log_probs"], stored["durations"])]
+            return DevSet(stored["ids"], stored["references"], emissions, stored["failed"])
+    ids, refs, emissions, failed = [], [], [], []
+    for utt, result in zip(utterances, recognizer.emissions([u.audio for u in utterances], batch_seconds)):
+        if isinstance(result, AudioError):
+            failed.append(str(result))
+            continue
+        ids.append(utt.id)
+        refs.append(recognizer.tokenizer.normalize(utt.text))
+        emissions.append(result)
+    if cache is not None:
+        _save({"key": key, "ids": ids, "references": refs, "failed": failed,
+               "paths": [e.path for e in emissions], "log_probs": [e.log_probs for e in emissions],
+               "durations": [e.duration for e in emissions]}, Path(cache))
+    return DevSet(ids, refs, emissions, failed)
+
+
+def _save(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, path)
+
+
+def score(recognizer: Recognizer, dev: DevSet, decoder) -> tuple[float, int]:
+    """(WER, word errors) of ``decoder`` on the dev set."""
+    hyps = [recognizer.decode(e, decoder=decoder).text for e in dev.emissions]
+    counts = word_errors(dev.references, hyps)
+    return counts.rate, counts.errors
+
+
+def grid_search(recognizer: Recognizer, dev: DevSet, base: DecodeOptions, lm_weights: Sequence[float],
+                word_scores: Sequence[float], on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
+    """Decode the dev set with every (lm_weight, word_score); trials in the order tried."""
+    decoder = BeamDecoder(recognizer.tokenizer, base.replace(decoder="beam"))
+    trials = []
+    for lm_weight in lm_weights:
+        for word_score in word_scores:
+            wer, errors = score(recognizer, dev, decoder.with_weights(lm_weight, word_score))
+            trials.append(Trial(lm_weight, word_score, wer, errors))
+            if on_trial is not None:
+                on_trial(trials[-1])
+    return trials
+
+
+def best_trial(trials: Sequence[Trial]) -> Trial:
+    """Fewest errors; among ties, the smallest LM weight and word bonus (the least LM-driven)."""
+    return min(trials, key=lambda t: (t.errors, t.lm_weight, abs(t.word_score)))

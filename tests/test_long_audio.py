@@ -1,0 +1,148 @@
+"""Long recordings: windows tile the file's frames exactly, seams lose and double nothing, the model
+never sees more than one window, and short or silent audio gives an empty transcript."""
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.model import AcousticModel, ConvLayer, ModelConfig
+from asr.text import CharTokenizer
+from asr.transcribe import Recognizer
+from asr.windows import WindowConfig, plan_windows, stream_log_probs
+
+TOK = CharTokenizer()
+RATE = 16_000
+SPF = 640  # samples per output frame of the default front end (10 ms hop x 4)
+TIME_SCALE = 2 ** 23  # sample n of a ramp file holds n / 2**23: exact in float32 for n < 2**23
+TINY = ModelConfig(conv=[ConvLayer(2, (3, 3), (2, 2)), ConvLayer(2, (3, 3), (2, 2))], rnn_layers=1, hidden_size=4)
+
+
+class TimeModel:
+    """A stand-in acoustic model for ramp files: it reads where its input starts in the file and
+    outputs, for each frame, the file frame number (as the best symbol, cycling through the
+    alphabet) or the symbols of ``labels`` at that frame; the blank's log-prob is minus 1 minus the
+    frame's distance to the nearer edge of the window (so a merged stream shows what context each
+    kept frame had)."""
+
+    samples_per_frame, vocab_size = SPF, len(TOK)
+
+    def __init__(self, labels: list[int] | None = None) -> None:
+        self.labels = labels
+        self.calls: list[list[int]] = []  # input lengths of each call
+
+    def output_frames(self, n_samples: int) -> int:
+        return n_samples // SPF + 1  # what the real front end gives (hop 160, two stride-2 convolutions)
+
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls.append(lengths.tolist())
+        frames = [self.output_frames(int(n)) for n in lengths]
+        out = torch.full((len(frames), max(frames), self.vocab_size), -30.0)
+        for b, n in enumerate(frames):
+            first = round(float(waves[b, 0]) * TIME_SCALE) // SPF
+            for k in range(n):
+                label = self.labels[first + k] if self.labels else 1 + (first + k) % (self.vocab_size - 1)
+                out[b, k, label] = 0.0
+                if label != 0:
+                    out[b, k, 0] = -1.0 - min(k, n - 1 - k)
+        return out, torch.tensor(frames)
+
+
+def ramp_file(path, n_samples: int):
+    sf.write(path, (np.arange(n_samples) / TIME_SCALE).astype(np.float32), RATE, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("n_samples", [1, 639, 640, 10 * RATE, 61 * RATE + 123, 3600 * RATE + 7])
+@pytest.mark.parametrize("chunk, context", [(50, 10), (7, 0), (500, 100)])
+def test_kept_spans_tile_the_frames_and_windows_stay_small(n_samples, chunk, context):
+    total = n_samples // SPF + 1
+    windows = plan_windows(n_samples, SPF, total, chunk, context)
+    kept = [f for w in windows for f in range(w.keep_start, w.keep_end)]
+    assert kept == list(range(total)), "every frame kept once, in order"
+    for w in windows:
+        assert w.start == w.first_frame * SPF and w.end <= n_samples
+        assert w.end - w.start <= (chunk + 2 * context + 1) * SPF
+        assert w.keep_start - w.first_frame >= min(context, w.keep_start), "left context kept"
+        assert (w.end // SPF) - w.keep_end >= min(context, total - w.keep_end) - 1, "right context kept"
+
+
+def test_merged_stream_is_the_file_frame_by_frame_with_context_at_every_seam(tmp_path):
+    n_samples = 95 * RATE + 123
+    path = ramp_file(tmp_path / "ramp.wav", n_samples)
+    model = TimeModel()
+    config = WindowConfig(chunk=4.0, context=1.0)  # 100 kept frames, 25 frames of context per side
+    log_probs = stream_log_probs(path, model, RATE, n_samples, config, batch_windows=3)
+    total = n_samples // SPF + 1
+    assert log_probs.shape == (total, len(TOK))
+    symbols = log_probs[:, 1:].argmax(-1) + 1
+    assert symbols.tolist() == [1 + f % (len(TOK) - 1) for f in range(total)], "no frame lost, doubled or moved"
+    margins = (-log_probs[:, 0] - 1).long()
+    for f in range(total):
+        assert margins[f] >= min(25, f, total - 1 - f), f"frame {f} kept with too little context"
+    # The model saw ceil(total / 100) windows, three per call, none longer than chunk + 2 x context.
+    windows = [n for call in model.calls for n in call]
+    assert len(windows) == math.ceil(total / 100) and max(len(c) for c in model.calls) == 3
+    assert max(windows) <= 6 * RATE + SPF
+
+
+def _recognizer(**windows) -> Recognizer:
+    return Recognizer(AcousticModel(len(TOK), model=TINY), TOK, "cpu", windows=WindowConfig(**windows))
+
+
+def test_words_cut_by_window_seams_are_decoded_once(tmp_path):
+    """Words placed so that most seams fall inside one: the transcript is exactly the text."""
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"] * 12
+    labels: list[int] = [0] * 7
+    for word in words:
+        for ch in word:
+            labels += [TOK.encode(ch)[0], 0, 0]
+        labels += [0, TOK.encode(" ")[0], 0, 0]
+    n_samples = (len(labels) + 40) * SPF
+    labels += [0] * 41
+    path = ramp_file(tmp_path / "words.wav", n_samples)
+    recognizer = _recognizer(chunk=2.0, context=0.5, segment=7.0)
+    recognizer.runner = TimeModel(labels)
+    transcript = recognizer.transcribe(path, words=True)
+    assert transcript.text == " ".join(words)
+    assert [w.word for w in transcript.words] == words
+    assert all(a.end <= b.start for a, b in zip(transcript.words, transcript.words[1:])), "times increase"
+
+
+class Spy:
+    """A model runner that records the shape of every batch it is given."""
+
+    def __init__(self, runner) -> None:
+        self.runner, self.shapes = runner, []
+        self.samples_per_frame, self.vocab_size = runner.samples_per_frame, runner.vocab_size
+        self.output_frames = runner.output_frames
+
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor):
+        self.shapes.append(tuple(waves.shape))
+        return self.runner(waves, lengths)
+
+
+def test_a_long_file_goes_through_the_real_model_one_window_at_a_time(tmp_path):
+    sf.write(tmp_path / "noise.flac", 0.1 * np.random.default_rng(0).standard_normal(60 * RATE), RATE)
+    recognizer = _recognizer(chunk=5.0, context=1.0)
+    recognizer.runner = spy = Spy(recognizer.runner)
+    transcript = recognizer.transcribe(tmp_path / "noise.flac", batch_seconds=7.0)
+    frames = 60 * RATE // SPF + 1
+    assert len(spy.shapes) == math.ceil(frames / 125), "one 7-second window per call, 5 s kept of each"
+    assert max(batch for batch, _ in spy.shapes) == 1 and max(n for _, n in spy.shapes) <= 7 * RATE
+    assert transcript.duration == pytest.approx(60.0)
+
+
+def test_audio_shorter_than_a_frame_and_silence_give_empty_transcripts(tmp_path):
+    sf.write(tmp_path / "click.wav", 0.5 * np.ones(100), RATE)  # 6 ms: less than one 40 ms output frame
+    sf.write(tmp_path / "silence.wav", np.zeros(3 * RATE), RATE)
+    sf.write(tmp_path / "long_silence.flac", np.zeros(70 * RATE), RATE)
+    recognizer = _recognizer()
+    model = TimeModel()
+    recognizer.runner = model
+    out = recognizer.transcribe([tmp_path / "click.wav", tmp_path / "silence.wav", tmp_path / "long_silence.flac"],
+                                words=True)
+    assert [(t.text, t.words) for t in out] == [("", [])] * 3
+    assert model.calls == [], "silence never reaches the model"
