@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from asr.features import FeatureConfig, LogMel, SpecAugment, SpecAugmentConfig, time_mask
-from asr.lstm import BiLSTM
+from asr.lstm import build_rnn
 
 
 @dataclass
@@ -45,6 +45,7 @@ class ModelConfig:
     rnn_layers: int = 3
     hidden_size: int = 256  # LSTM units per direction
     dropout: float = 0.1  # between LSTM layers and before the output layer
+    rnn_impl: str = "auto"  # auto (= split) | split: per-direction LSTMs, fast on GPUs | packed: nn.LSTM on packed sequences
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -112,7 +113,7 @@ class AcousticModel(nn.Module):
         self.features = LogMel(self.feature_config)
         self.specaugment = SpecAugment(specaugment) if specaugment else nn.Identity()
         self.subsampling = ConvSubsampling(self.feature_config.n_mels, cfg.conv)
-        self.rnn = BiLSTM(self.subsampling.output_size, cfg.hidden_size, cfg.rnn_layers, cfg.dropout)
+        self.rnn = build_rnn(cfg.rnn_impl, self.subsampling.output_size, cfg.hidden_size, cfg.rnn_layers, cfg.dropout)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.rnn.output_size, vocab_size)
 
