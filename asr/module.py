@@ -26,6 +26,8 @@ from asr.text import CharTokenizer
 
 log = logging.getLogger(__name__)
 
+SCHEDULE_KEY = "asr_schedule"  # checkpoint entry: {"max_epochs", "max_steps", "total"} of the lr schedule
+
 
 class ASRModule(L.LightningModule):
     """CTC training and greedy evaluation of an acoustic model.
@@ -58,6 +60,7 @@ class ASRModule(L.LightningModule):
         self.test_wer = nn.ModuleList(ErrorRate("word") for _ in self.test_names)
         self.test_cer = nn.ModuleList(ErrorRate("char") for _ in self.test_names)
         self.skipped_files: list[tuple[str, str]] = []
+        self.schedule: dict[str, int] | None = None  # the lr schedule's length, fixed once per run (see below)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(waveforms, lengths)
@@ -115,9 +118,23 @@ class ASRModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.parameters(), self.optim)
-        total = int(self.trainer.estimated_stepping_batches) if self.optim.schedule == "cosine" else 0
+        total = self._schedule_steps() if self.optim.schedule == "cosine" else 0
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, self.optim, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _schedule_steps(self) -> int:
+        """Optimizer steps of the whole run. Estimated from the epoch length when training starts and
+        kept in checkpoints, so a resumed run follows the same curve (epochs may differ by a few
+        batches); estimated again only if the run's max_epochs or max_steps changed."""
+        limits = {"max_epochs": self.trainer.max_epochs or -1, "max_steps": self.trainer.max_steps}
+        if self.schedule is None or {k: self.schedule.get(k) for k in limits} != limits:
+            self.schedule = {**limits, "total": int(self.trainer.estimated_stepping_batches)}
+        return self.schedule["total"]
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = checkpoint_metadata(self.model, self.tokenizer, self.run_config)
+        if self.schedule is not None:
+            checkpoint[SCHEDULE_KEY] = dict(self.schedule)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.schedule = checkpoint.get(SCHEDULE_KEY, self.schedule)

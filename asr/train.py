@@ -18,7 +18,11 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from asr.callbacks import HPC_PREFIX, Preempted
+from asr.checkpoint import CheckpointError
+from asr.data.corpora.base import CorpusError
 from asr.data.datamodule import ASRDataModule
+from asr.data.manifest import ManifestError
 from asr.features import FeatureConfig, SpecAugmentConfig
 from asr.files import atomic_write
 from asr.model import AcousticModel, ModelConfig
@@ -30,6 +34,15 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"  # inside the run folder
 LAST_CHECKPOINT = "last.ckpt"
+PREEMPTION_CHECKPOINTS = f"{HPC_PREFIX}*.ckpt"  # in the run folder, written by asr.callbacks.Preemption
+
+
+class LaunchError(ValueError):
+    """A combination of launcher and strategy that cannot run; the message says what to do instead."""
+
+
+# Errors caused by the command line or the data, reported by scripts/train.py as one line.
+USER_ERRORS = (CorpusError, ManifestError, CheckpointError, LaunchError, FileNotFoundError)
 
 
 def build_tokenizer(cfg: DictConfig) -> CharTokenizer:
@@ -45,6 +58,7 @@ def build_model(cfg: DictConfig, vocab_size: int) -> AcousticModel:
 def build_datamodule(cfg: DictConfig, tokenizer: CharTokenizer, model: AcousticModel, seed: int) -> ASRDataModule:
     options = OmegaConf.to_container(cfg, resolve=True)
     options.pop("name")
+    options.pop("root", None)  # data.root: a shortcut that corpus.root interpolates (conf/data/librispeech.yaml)
     corpus = instantiate(options.pop("corpus"))
     return ASRDataModule(corpus, tokenizer, model.feature_config.sample_rate, seed=seed,
                          output_frame_rate=model.output_frame_rate, **options)
@@ -68,20 +82,47 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
     return loggers
 
 
-def find_resume_checkpoint(resume: str | None, runs_dir: Path) -> str | None:
-    """``None`` -> start fresh; ``"auto"`` -> the newest ``last.ckpt`` under ``runs_dir`` (or fresh if
-    none); a path -> that checkpoint, which must exist."""
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints a run folder can be continued from: preemption checkpoints and last.ckpt."""
+    return [*run_dir.glob(PREEMPTION_CHECKPOINTS), *run_dir.glob(f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}")]
+
+
+def _newest(paths: list[Path]) -> str | None:
+    return str(max(paths, key=lambda p: p.stat().st_mtime)) if paths else None
+
+
+def find_resume_checkpoint(resume: str | None, runs_dir: Path, run_dir: Path | None = None) -> str | None:
+    """``None`` -> start fresh, unless ``run_dir`` already holds checkpoints: then it is a run being
+    continued (a requeued SLURM job, whose folder is named after its job id) and its newest
+    checkpoint is used; ``"auto"`` -> the newest preemption or last checkpoint of any run under
+    ``runs_dir`` (or fresh if none); a path -> that checkpoint, which must exist."""
     if not resume:
-        return None
+        found = _newest(run_checkpoints(run_dir)) if run_dir is not None else None
+        if found:
+            log.info("%s already has checkpoints: continuing this run", run_dir)
+        return found
     if resume == "auto":
-        found = sorted(runs_dir.glob(f"*/{CHECKPOINT_DIR}/{LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            log.info("resume=auto: no %s under %s, starting a new run", LAST_CHECKPOINT, runs_dir)
-            return None
-        return str(found[-1])
+        found = _newest([p for run in runs_dir.glob("*") if run.is_dir() for p in run_checkpoints(run)])
+        if found is None:
+            log.info("resume=auto: no checkpoint under %s, starting a new run", runs_dir)
+        return found
     if not Path(resume).is_file():
         raise FileNotFoundError(f"resume={resume}: no such checkpoint; use resume=auto or a path to a .ckpt file")
     return resume
+
+
+def check_launch(trainer: L.Trainer) -> None:
+    """Refuse what cannot work: Lightning starts local DDP processes by running the command line
+    again, which under a Hydra multirun (``-m``) would start the whole sweep once per device."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+            and isinstance(launcher, _SubprocessScriptLauncher)):
+        raise LaunchError("a Hydra multirun (-m) cannot start DDP processes on this machine; sweep with "
+                         "hydra/launcher=slurm (one job per point), or run one command per point")
 
 
 def save_run_config(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -128,12 +169,17 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     log.info("run folder: %s", run_dir)
     if trainer.is_global_zero:
         link_latest(run_dir)
+    check_launch(trainer)
     results: dict[str, float] = {}
     if cfg.train:
-        ckpt_path = find_resume_checkpoint(cfg.resume, run_dir.parent)
+        ckpt_path = find_resume_checkpoint(cfg.resume, run_dir.parent, run_dir)
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except Preempted as stop:
+            log.warning("%s", stop)
+            return {}
         if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_score is not None:
             results["val/wer_best"] = float(trainer.checkpoint_callback.best_model_score)
     if cfg.test:

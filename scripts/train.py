@@ -7,17 +7,23 @@ Usage:
     python scripts/train.py resume=auto                      # continue the newest run of the recipe
 """
 
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from asr.train import train
+from asr.train import USER_ERRORS, train
 from asr.report import print_results
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    print_results(train(cfg, HydraConfig.get().runtime.output_dir))
+    try:
+        print_results(train(cfg, HydraConfig.get().runtime.output_dir))
+    except USER_ERRORS as err:  # bad data or options: one line, no traceback
+        print(f"train.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

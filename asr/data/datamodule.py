@@ -5,15 +5,23 @@ device. Training batches come from ``DurationBatchSampler`` (padded-seconds budg
 buckets, DDP sharding from the trainer's rank and world size); evaluation batches are formed the
 same way without shuffling. Validation joins all ``val_splits`` into one set; each test split
 gets its own DataLoader, named in ``test_names``.
+
+Resuming mid-epoch: a checkpoint stores the sampler's epoch and how many of its batches the
+training loop has *consumed* (Lightning's batch progress, not what the DataLoader has already
+prefetched); the restored sampler skips those, while the loader still reports the whole epoch's
+length, which is what Lightning's restored batch counters expect. DataLoaders draw their worker
+seeds from their own generators, never from the global RNG, so checkpointed RNG states
+(``asr.callbacks.RandomState``) continue exactly.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Sampler
 
 from asr.data.batching import Collate, DurationBatchSampler
 from asr.data.corpora.base import Corpus, CorpusError
@@ -22,6 +30,8 @@ from asr.data.manifest import read_manifest
 from asr.text import CharTokenizer
 
 log = logging.getLogger(__name__)
+
+_SEED_STRIDE = 1_000_003  # DataLoader generator seed = seed * stride + (epoch + 1 for training, 0 for evaluation)
 
 
 class ASRDataModule(L.LightningDataModule):
@@ -105,10 +115,12 @@ class ASRDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: AudioDataset, sampler: DurationBatchSampler) -> DataLoader:
+    def _loader(self, dataset: AudioDataset, sampler: Sampler, seed: int = 0) -> DataLoader:
+        # Worker seeds come from this generator, not the global RNG (see the module docstring).
+        generator = torch.Generator().manual_seed(self.seed * _SEED_STRIDE + seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collate(self.sample_rate),
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._joined(self.train_splits)
@@ -116,9 +128,10 @@ class ASRDataModule(L.LightningDataModule):
         self.train_sampler = DurationBatchSampler(
             dataset.durations, self.batch_seconds, self.num_buckets, shuffle=True, seed=self.seed,
             num_replicas=world, rank=rank, sortagrad_epochs=self.sortagrad_epochs, max_batch_size=self.max_batch_size)
-        if self._sampler_state is not None:
-            self.train_sampler.load_state_dict(self._sampler_state)
-        return self._loader(dataset, self.train_sampler)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        batches = _ResumableBatches(self.train_sampler, self)
+        batches.set_epoch(epoch)  # so that len() counts this epoch's batches
+        return self._loader(dataset, batches, seed=epoch + 1)
 
     def _eval_loader(self, dataset: AudioDataset) -> DataLoader:
         rank, world = self._rank_world()
@@ -133,7 +146,42 @@ class ASRDataModule(L.LightningDataModule):
         return [self._eval_loader(self.datasets[s]) for s in self.test_splits]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sampler": self.train_sampler.state_dict()} if self.train_sampler is not None else {}
+        if self.train_sampler is None:
+            return {}
+        state = self.train_sampler.state_dict()
+        if self.trainer is not None:
+            # Batches of this epoch the loop has trained on; resuming redoes a batch that was
+            # fetched but not finished, exactly as Lightning's restored progress counters do.
+            state["skip"] = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"sampler": state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._sampler_state = state.get("sampler")
+
+
+class _ResumableBatches(Sampler[list[int]]):
+    """The training batch sampler as Lightning sees it. When Lightning starts the epoch a restored
+    checkpoint was saved in (``set_epoch``), the sampler skips the batches already trained on;
+    ``len`` stays the whole epoch's, which Lightning's restored batch counters expect."""
+
+    def __init__(self, batches: DurationBatchSampler, datamodule: ASRDataModule) -> None:
+        self.batches = batches
+        self.datamodule = datamodule
+
+    @property
+    def sampler(self) -> _ResumableBatches:  # Lightning calls dataloader.batch_sampler.sampler.set_epoch()
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+        state = self.datamodule._sampler_state
+        if state is not None and state["epoch"] <= epoch:
+            if state["epoch"] == epoch:
+                self.batches.load_state_dict(state)
+            self.datamodule._sampler_state = None  # applied, or its epoch is over
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches) + self.batches.skip

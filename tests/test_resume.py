@@ -1,0 +1,58 @@
+"""Preemption and resume (tests/resume_check.py, one process per run): SIGUSR1 -> a checkpoint at the
+end of the step and a (stub) requeue; started again in the same run folder, training resumes at that
+step and ends with exactly the weights of an uninterrupted run (model, optimizer, lr schedule,
+sampler position mid-epoch and random states all restored)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from tests.conftest import ROOT
+
+MAX_STEPS = 12  # 5 batches per epoch: the run crosses two epoch boundaries
+WAIT_AT = 7  # the preempted run receives SIGUSR1 during step 7 (mid-epoch 1) and stops after it
+RUN_TIMEOUT_S = 120
+
+
+def _start(run_dir, manifests, *extra, env=None):
+    cmd = [sys.executable, "tests/resume_check.py", str(run_dir), *map(str, manifests), "--max-steps", str(MAX_STEPS),
+           *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc):
+    _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def test_sigusr1_checkpoints_requeues_and_resumes_to_identical_weights(chirp_manifests, tmp_path):
+    manifests = [chirp_manifests[s] for s in ("train", "dev", "test")]
+    plain = _start(tmp_path / "plain", manifests)  # the uninterrupted run, alongside
+    run_dir, requeued = tmp_path / "4242", tmp_path / "requeued"
+    preempted = _start(run_dir, manifests, "--wait-at", str(WAIT_AT), "--requeue-file", str(requeued),
+                       env={"SLURM_JOB_ID": "4242"})
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (run_dir / "probe" / "ready").exists():
+        assert preempted.poll() is None and time.monotonic() < deadline, "the run never reached the signal step"
+        time.sleep(0.05)
+    preempted.send_signal(signal.SIGUSR1)
+    assert f"preempted at step {WAIT_AT + 1}" in _finish(preempted)
+    checkpoints = list(run_dir.glob("hpc_ckpt_*.ckpt"))
+    assert [p.name for p in checkpoints] == ["hpc_ckpt_1.ckpt"]
+    assert torch.load(checkpoints[0], weights_only=True)["global_step"] == WAIT_AT + 1
+    assert requeued.read_text() == "4242"  # the requeue command ran with the job id
+    assert not (run_dir / "probe" / "weights.pt").exists()  # training stopped there
+
+    _finish(_start(run_dir, manifests))  # started again in the same folder: continues
+    assert (run_dir / "probe" / "first_step").read_text() == str(WAIT_AT + 1)
+    _finish(plain)
+    resumed = torch.load(run_dir / "probe" / "weights.pt")
+    expected = torch.load(tmp_path / "plain" / "probe" / "weights.pt")
+    assert resumed.keys() == expected.keys()
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected), "resumed weights differ"
