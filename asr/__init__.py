@@ -3,9 +3,11 @@
     import asr
     recognizer = asr.load("model.ckpt")
     print(recognizer.transcribe("speech.flac").text)
+    beam = asr.load("model.ckpt", options=asr.DecodeOptions("beam", lm="lm.arpa"))
 """
 
+from asr.decoding import DecodeOptions
 from asr.transcribe import Recognizer, Transcript, load
 
 __version__ = "0.1.0"
-__all__ = ["Recognizer", "Transcript", "load", "__version__"]
+__all__ = ["DecodeOptions", "Recognizer", "Transcript", "load", "__version__"]

@@ -61,6 +61,7 @@ def _run(prog: str, main, args: argparse.Namespace) -> int:
 def _add_decoding_args(parser: argparse.ArgumentParser, several: bool = False, tuning: bool = False) -> None:
     """Decoding flags; ``several``: --decoder takes a list (evaluate); ``tuning``: the LM is required
     and the weights are what is searched."""
+    d = DecodeOptions()
     g = parser.add_argument_group("decoding (default: the options tune_lm.py stored beside the checkpoint, else greedy)")
     if several:
         g.add_argument("--decoder", choices=DECODERS, nargs="+",
@@ -71,12 +72,14 @@ def _add_decoding_args(parser: argparse.ArgumentParser, several: bool = False, t
     g.add_argument("--lexicon", help="words the search may output (one per line, or 'word t o k e n s'); "
                                      "default: the LM's words")
     g.add_argument("--lm-unit", choices=LM_UNITS, help="what the LM's tokens are (default: auto, read from the ARPA)")
-    g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 50)")
+    g.add_argument("--beam-size", type=int, help=f"hypotheses kept per frame (default {d.beam_size})")
     g.add_argument("--beam-size-token", type=int, help="symbols tried per frame (default: all)")
-    g.add_argument("--beam-threshold", type=float, help="prune hypotheses this far below the best (default 25)")
+    g.add_argument("--beam-threshold", type=float, help=f"prune hypotheses this far below the best (default {d.beam_threshold:g})")
     if not tuning:
-        g.add_argument("--lm-weight", type=float, help="LM weight, alpha (default 0.5)")
-        g.add_argument("--word-score", type=float, help="bonus per word, beta (default 0)")
+        g.add_argument("--lm-weight", type=float, help=f"LM weight, alpha (default {d.lm_weight:g})")
+        g.add_argument("--word-score", type=float, help=f"bonus per word, beta (default {d.word_score:g})")
+    g.add_argument("--word-pause", type=float, help="seconds of pause that end a word where the model emitted "
+                                                    f"no space (default {d.word_pause:g}; 0: off)")
     if not tuning:
         g.add_argument("--options", help="a JSON or YAML file of decoding options (conf/decode/*.yaml, "
                                          "or a .decoding.json written by tune_lm.py)")
@@ -90,8 +93,8 @@ def _decode_options(args: argparse.Namespace) -> DecodeOptions:
         base = stored_options(args.checkpoint) or base
     if getattr(args, "options", None):
         base = load_options(args.options)
-    flags = {k: getattr(args, k, None) for k in ("decoder", "lm", "lexicon", "lm_unit", "beam_size",
-                                                  "beam_size_token", "beam_threshold", "lm_weight", "word_score")}
+    flags = {k: getattr(args, k, None) for k in ("decoder", "lm", "lexicon", "lm_unit", "beam_size", "beam_size_token",
+                                                  "beam_threshold", "lm_weight", "word_score", "word_pause")}
     if flags["lm"] or flags["lexicon"]:
         flags["decoder"] = flags["decoder"] or "beam"
     return base.replace(**flags)
@@ -269,8 +272,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     names, args.decoder = list(dict.fromkeys(args.decoder or [])), None
     base = _decode_options(args)
     names = names or ["greedy"] + (["beam"] if base.decoder == "beam" else [])
-    recognizer = _recognizer(args, DecodeOptions())
-    options = {n: base.replace(decoder="beam") if n == "beam" else DecodeOptions() for n in names}
+    greedy = DecodeOptions(word_pause=base.word_pause)
+    recognizer = _recognizer(args, greedy)
+    options = {n: base.replace(decoder="beam") if n == "beam" else greedy for n in names}
     decoders = {n: build_decoder(o, recognizer.tokenizer) if n == "beam" else GreedyDecoder(recognizer.tokenizer.blank)
                 for n, o in options.items()}
     out_dir = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval"
@@ -363,7 +367,7 @@ def _tune(args: argparse.Namespace) -> int:
     from asr.tuning import best_trial, dev_set, grid_search, score
 
     base = _decode_options(args).replace(decoder="beam")
-    recognizer = _recognizer(args, DecodeOptions())
+    recognizer = _recognizer(args, DecodeOptions(word_pause=base.word_pause))
     name = Path(args.dev).stem if Path(args.dev).is_file() else Path(args.dev).name
     cache = args.cache or Path(args.checkpoint).resolve().parent / "eval" / f"{name}.logprobs.pt"
     dev = dev_set(recognizer, load_test_set(args.dev), args.checkpoint, cache, args.batch_seconds)

@@ -188,13 +188,11 @@ def _plan(options: DecodeOptions, tokenizer: CharTokenizer) -> _SearchPlan:
     tokens = set(decoder_tokens(tokenizer))
     spell_word = lambda w: spell(tokenizer, w)  # noqa: E731
     kind = check_lm_file(options.lm) if options.lm else None
+    vocab = arpa_vocabulary(options.lm) if kind == "arpa" and (options.lm_unit == "auto" or not options.lexicon) else []
     unit = options.lm_unit
     if kind is not None and unit == "auto":
-        if kind == "binary":
-            unit = "word"
-        else:
-            vocab = [w for w in arpa_vocabulary(options.lm) if w not in SPECIAL_WORDS]
-            unit = "char" if vocab and set(vocab) <= tokens else "word"
+        words = set(vocab) - SPECIAL_WORDS
+        unit = "char" if words and words <= tokens else "word"
     if unit == "char" and kind is not None:
         if options.lexicon:
             raise DecodeOptionsError(f"{options.lm}: a character LM takes no --lexicon; leave it out")
@@ -208,7 +206,7 @@ def _plan(options: DecodeOptions, tokenizer: CharTokenizer) -> _SearchPlan:
         raise DecodeOptionsError(f"{options.lm}: a KenLM binary does not list its words; give --lexicon "
                                  "(a word list, one word per line) or --lm-unit char for a character LM")
     else:
-        lexicon, skipped = lexicon_from_words(arpa_vocabulary(options.lm), spell_word)
+        lexicon, skipped = lexicon_from_words(vocab, spell_word)
         source = options.lm
         if not lexicon:
             raise LMError(f"{options.lm}: none of the LM's words can be spelled with the model's alphabet "

@@ -31,7 +31,7 @@ from asr.data.manifest import Utterance, from_audio_folder, from_librispeech, re
 from asr.decoding import Decoder
 from asr.files import atomic_write
 from asr.metrics import ErrorCounts, char_errors
-from asr.transcribe import DEFAULT_BATCH_SECONDS, Emission, Recognizer
+from asr.transcribe import DEFAULT_BATCH_SECONDS, Recognizer
 
 TOP_SUBSTITUTIONS = 10  # substitution pairs kept in a report
 TOP_UTTERANCES = 10  # worst utterances kept in a report
@@ -158,13 +158,9 @@ def evaluate(recognizer: Recognizer, utterances: Sequence[Utterance], name: str 
         if isinstance(result, AudioError):
             report.failed.append((result.path, result.reason))
         for key, decoder in decoders.items():
-            hypothesis = "" if isinstance(result, AudioError) else _decode_text(recognizer, result, decoder)
+            hypothesis = "" if isinstance(result, AudioError) else recognizer.decode(result, decoder=decoder).text
             report.decoders[key].add(utt, reference, hypothesis)
     return report
-
-
-def _decode_text(recognizer: Recognizer, emission: Emission, decoder: Decoder) -> str:
-    return recognizer.decode(emission, decoder=decoder).text
 
 
 def _counts(c: ErrorCounts) -> dict[str, Any]:

@@ -138,7 +138,7 @@ class Recognizer:
     def _emissions(self, paths: list[str], batch_seconds: float,
                    progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
         """(input index, result) as they are ready: short files batched by duration, then long ones."""
-        durations, frames = {}, {}
+        durations, samples = {}, {}
         for i, p in enumerate(paths):
             try:
                 info = audio_info(p)
@@ -146,7 +146,7 @@ class Recognizer:
                 yield i, err
                 continue
             durations[i] = info.duration
-            frames[i] = -(-info.frames * self.sample_rate // info.sample_rate)  # samples at our rate, rounded up
+            samples[i] = -(-info.frames * self.sample_rate // info.sample_rate)  # at our rate, as resampling rounds
         short = sorted((i for i in durations if durations[i] <= self.windows.window), key=durations.get)
         for group in _batches(short, durations, batch_seconds):
             yield from self._short_batch(paths, group, durations, progress)
@@ -154,7 +154,7 @@ class Recognizer:
         for i in (i for i in durations if durations[i] > self.windows.window):
             try:
                 log_probs = stream_log_probs(
-                    paths[i], self.runner, self.sample_rate, frames[i], self.windows, batch_windows,
+                    paths[i], self.runner, self.sample_rate, samples[i], self.windows, batch_windows,
                     self.tokenizer.blank,
                     on_window=(lambda w: progress((w.keep_end - w.keep_start) / self.frame_rate)) if progress else None)
                 yield i, Emission(paths[i], log_probs, durations[i])
@@ -178,8 +178,13 @@ class Recognizer:
     # --- log-probs -> text ----------------------------------------------------------------------
 
     def decode(self, emission: Emission, words: bool = False, decoder: Decoder | None = None) -> Transcript:
-        """Decode one emission (in segments of at most ``windows.segment`` seconds, cut at pauses);
-        with ``words``, align the text to get each word's times and confidence."""
+        """Decode one emission (in segments of at most ``windows.segment`` seconds, cut at pauses)
+        with the recognizer's decoder or ``decoder``; a pause of ``options.word_pause`` ends a word;
+        with ``words``, align the text to get each word's times and confidence.
+
+        Greedy decoding runs here on the CPU copy of the log-probs (a few kilobytes per second of
+        audio); the GreedyDecoder itself runs batched on any device (validation uses it on the GPU).
+        """
         decoder = decoder or self.decoder
         log_probs = emission.log_probs
         max_frames = max(1, round(self.windows.segment * self.frame_rate))
