@@ -9,6 +9,7 @@ arguments or files (nothing done).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -97,6 +98,8 @@ def _decode_options(args: argparse.Namespace) -> DecodeOptions:
                                                   "beam_threshold", "lm_weight", "word_score", "word_pause")}
     if flags["lm"] or flags["lexicon"]:
         flags["decoder"] = flags["decoder"] or "beam"
+    elif flags["decoder"] == "greedy":  # greedy on a checkpoint tuned for beam: its LM is not wanted
+        base = dataclasses.replace(base, decoder="greedy", lm=None, lexicon=None)
     return base.replace(**flags)
 
 
@@ -398,12 +401,12 @@ def build_lm_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="build_lm.py", description="Build a Kneser-Ney n-gram LM (tab-separated ARPA, as KenLM reads it) "
                                         "from text, or fix an ARPA file whose fields are separated by spaces.",
-        epilog="examples:\n  build_lm.py data/synthetic/train.jsonl -o lm/words3.arpa\n"
+        epilog="examples:\n  build_lm.py data/synthetic/train -o lm/words3.arpa\n"
                "  build_lm.py corpus.txt --unit char --order 6 -o lm/chars6.arpa\n"
                "  build_lm.py --fix-tabs broken.arpa -o fixed.arpa",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("text", nargs="*", help="text files (one sentence per line, .gz allowed) or manifests "
-                                               "(.jsonl, their 'text')")
+    parser.add_argument("text", nargs="*", help="text files (one sentence per line, .gz allowed), manifests "
+                                               "(.jsonl, their 'text') or LibriSpeech-layout folders (*.trans.txt)")
     parser.add_argument("-o", "--output", required=True, help="the ARPA file to write")
     parser.add_argument("--order", type=int, help="n-gram order (default: 3 for words, 6 for characters)")
     parser.add_argument("--unit", choices=UNITS, default="word",

@@ -190,10 +190,18 @@ def write_arpa(model: NgramModel, path: str | os.PathLike) -> Path:
 
 
 def read_texts(paths: Sequence[str | os.PathLike]) -> Iterator[str]:
-    """Lines of text files, or the ``text`` of each utterance of JSON-lines manifests (``.jsonl``)."""
+    """Sentences from text files (one per line), JSON-lines manifests (``.jsonl``: each ``text``) and
+    LibriSpeech-layout folders (each ``*.trans.txt`` line after its utterance id)."""
     from asr.data.manifest import ManifestError, read_manifest
 
     for path in map(Path, paths):
+        if path.is_dir():
+            transcripts = sorted(path.rglob("*.trans.txt"))
+            if not transcripts:
+                raise LMError(f"{path}: no *.trans.txt transcripts in this folder; give text files or manifests")
+            for trans in transcripts:
+                yield from (line.partition(" ")[2] for line in trans.read_text(encoding="utf-8").splitlines())
+            continue
         if path.suffix == ".jsonl":
             try:
                 yield from (u.text for u in read_manifest(path))

@@ -166,6 +166,7 @@ def test_tuned_options_are_stored_with_the_model_and_picked_up(tiny_checkpoint, 
     lm.rename(lm.with_suffix(".moved"))  # decode.py now fails if, and only if, it uses the stored options
     assert decode_main([str(ckpt), wav]) == 2 and "lm.arpa: language model not found" in capsys.readouterr().err
     assert decode_main([str(ckpt), wav, "--no-tuned"]) == 0
+    assert decode_main([str(ckpt), wav, "--decoder", "greedy"]) == 0, "greedy asked for: the tuned LM is not used"
 
 
 def test_make_manifest_from_a_folder(tmp_path, capsys):

@@ -91,6 +91,9 @@ def test_texts_from_manifests_and_text_files(tmp_path):
     assert {"hello", "world", "good", "morning"} <= set(model.vocabulary()), "text is normalized first"
     with pytest.raises(LMError, match="text file not found"):
         list(read_texts([tmp_path / "missing.txt"]))
+    (tmp_path / "corpus" / "100" / "1000").mkdir(parents=True)
+    (tmp_path / "corpus" / "100" / "1000" / "100-1000.trans.txt").write_text("100-1000-0000 THE CAT\n100-1000-0001 A DOG\n")
+    assert list(read_texts([tmp_path / "corpus"])) == ["THE CAT", "A DOG"]
 
 
 def test_empty_text_is_an_error(tmp_path):
