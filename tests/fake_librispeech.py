@@ -30,8 +30,10 @@ class FakeSubset:
     corrupt: list[str] = field(default_factory=list)  # utterance ids whose FLAC is garbage
 
 
-def make_subset(subset: str, n: int = 3, seed: int = 0, corrupt: int = 0) -> FakeSubset:
-    """An in-memory archive of ``n`` utterances (the last ``corrupt`` of them unreadable)."""
+def make_subset(subset: str, n: int = 3, seed: int = 0, corrupt: int = 0,
+                seconds: tuple[float, float] = (0.5, 1.25)) -> FakeSubset:
+    """An in-memory archive of ``n`` utterances of noise lasting ``seconds`` (the last ``corrupt``
+    of them unreadable), with three-word transcripts."""
     rng = np.random.default_rng(seed)
     spk, chapter = 100 + seed, 2000 + seed
     buf, durations, bad, lines = io.BytesIO(), {}, [], []
@@ -39,7 +41,7 @@ def make_subset(subset: str, n: int = 3, seed: int = 0, corrupt: int = 0) -> Fak
         _add(tar, "LibriSpeech/SPEAKERS.TXT", b"; fake speakers\n")
         for i in range(n):
             utt = f"{spk}-{chapter}-{i:04d}"
-            frames = int(rng.integers(8000, 20000))
+            frames = int(rng.integers(int(seconds[0] * SAMPLE_RATE), int(seconds[1] * SAMPLE_RATE)))
             wav = io.BytesIO()
             sf.write(wav, 0.1 * rng.standard_normal(frames), SAMPLE_RATE, format="FLAC")
             data = wav.getvalue()
@@ -61,12 +63,14 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_archives(folder: Path, subsets: dict[str, FakeSubset]) -> dict[str, str]:
-    """Write ``<subset>.tar.gz`` files into ``folder``; return their MD5s."""
+def write_archives(folder: Path, subsets: dict[str, FakeSubset]) -> Path:
+    """Write ``<subset>.tar.gz`` files and their ``md5sum.txt`` into ``folder``; return the latter."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, s in subsets.items():
         (folder / f"{name}.tar.gz").write_bytes(s.archive)
-    return {name: s.md5 for name, s in subsets.items()}
+    md5sums = folder / "md5sum.txt"
+    md5sums.write_text("".join(f"{s.md5}  {name}.tar.gz\n" for name, s in subsets.items()))
+    return md5sums
 
 
 class RangeServer:

@@ -2,6 +2,7 @@
 validation WER reduced over ranks that equals a single-process evaluation of the same checkpoint."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -21,7 +22,8 @@ def test_two_process_ddp_shards_the_epoch_and_agrees_with_one_process(chirp_mani
     run_dir = tmp_path / "ddp"
     manifests = [str(chirp_manifests[s]) for s in ("train", "dev", "test")]
     out = subprocess.run([sys.executable, "tests/ddp_check.py", str(run_dir), *manifests], cwd=ROOT,
-                         capture_output=True, text=True, timeout=DDP_TIMEOUT_S)
+                         capture_output=True, text=True, timeout=DDP_TIMEOUT_S,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # two processes on two cores
     assert out.returncode == 0, out.stderr[-3000:]
     ranks = [json.loads((run_dir / "probe" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world_size"] == 2 for r in ranks)

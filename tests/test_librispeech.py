@@ -1,13 +1,17 @@
 import errno
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+import torch
 
 from asr.data.corpora.base import CorpusError
-from asr.data.corpora import librispeech
-from asr.data.corpora.librispeech import LibriSpeechCorpus, prepare_main
+from asr.data.corpora.librispeech import PRESETS, LibriSpeechCorpus, prepare_main
 from asr.data.download import extract
 from asr.data.manifest import read_manifest
+from tests.conftest import ROOT, TINY_MODEL
 from tests.fake_librispeech import RangeServer, make_subset, write_archives
 
 SUBSETS = {"dev-clean": make_subset("dev-clean", n=4, seed=1, corrupt=1), "test-clean": make_subset("test-clean", seed=2)}
@@ -94,11 +98,64 @@ def test_manifest_write_failure_is_clear_and_leaves_no_half_file(tmp_path, monke
     assert sorted(p.name for p in (tmp_path / "ls").iterdir()) == ["LibriSpeech"]  # no manifest, no temp file
 
 
-def test_prepare_command_prints_a_table_and_is_idempotent(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(librispeech, "SUBSET_MD5", {**librispeech.SUBSET_MD5, **MD5})
+def test_prepare_command_prints_a_table_and_is_idempotent(tmp_path, capsys):
+    md5sums = write_archives(tmp_path / "mirror", SUBSETS)
     with _mirror() as server:
-        args = ["--root", str(tmp_path), "--subsets", *SUBSETS, "--mirror", server.url]
+        args = ["--root", str(tmp_path / "ls"), "--subsets", *SUBSETS, "--mirror", server.url, "--md5sums", str(md5sums)]
         assert prepare_main(args) == 0
         out, err = capsys.readouterr()
         assert "| dev-clean " in out and f"dev-clean: skipped {tmp_path}" in err
+        n_requests = len(server.requests)
         assert prepare_main(args) == 0 and "skipped" not in capsys.readouterr().err
+        assert len(server.requests) == n_requests == len(SUBSETS)
+
+
+# --- the recipe, end to end, on the command line ---------------------------------------------------
+CPU_OVERRIDES = ["trainer.accelerator=cpu", "trainer.precision=32-true", *TINY_MODEL, "data.num_workers=0",
+                 "data.pin_memory=false", "data.batch_seconds=8", "trainer.val_check_interval=10", "logger=csv",
+                 "trainer.enable_progress_bar=false"]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 cores shared by several processes: no oversubscription
+
+
+def _run(*args, timeout=180):
+    out = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, env=ONE_THREAD,
+                         timeout=timeout)
+    return out
+
+
+def test_recipe_on_a_folder_without_the_data_is_one_line(tmp_path):
+    out = _run("scripts/train.py", "recipe=librispeech", f"data.root={tmp_path}", *CPU_OVERRIDES,
+               f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"train.py: error: LibriSpeech subset(s) train-clean-100, train-clean-360, train-other-500, "
+                      f"dev-clean, dev-other, test-clean, test-other not found in {tmp_path} (no manifest, folder or "
+                      f"archive); prepare them with: python scripts/prepare_librispeech.py --root {tmp_path} "
+                      "--subsets 960"]
+    assert "Traceback" not in out.stderr
+
+
+def test_prepare_then_train_then_evaluate_and_decode(tmp_path):
+    """The recipe's commands on tiny archives: prepare, 20 training steps, then the checkpoint decodes."""
+    subsets = {name: make_subset(name, n=4, seed=i, seconds=(1.5, 3.0)) for i, name in enumerate(PRESETS["960"])}
+    md5sums = write_archives(tmp_path / "archives", subsets)
+    root, run_dir = tmp_path / "librispeech", tmp_path / "run"
+    out = _run("scripts/prepare_librispeech.py", "--root", root, "--source", tmp_path / "archives",
+               "--md5sums", md5sums, "--no-download")
+    assert out.returncode == 0, out.stderr
+    assert all(f"| {name} " in out.stdout for name in subsets)
+
+    out = _run("scripts/train.py", "recipe=librispeech", f"data.root={root}", "trainer.max_steps=20", *CPU_OVERRIDES,
+               f"hydra.run.dir={run_dir}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| test-clean " in out.stdout and "| test-other " in out.stdout  # the final test table
+    assert (run_dir / "transcripts" / "step0000020.tsv").read_text().startswith("step\treference\thypothesis\n")
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 20
+
+    out = _run("scripts/evaluate.py", checkpoint, root / "test-clean.jsonl", "--out", tmp_path / "eval")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "test-clean" in out.stdout
+    flac = next((root / "LibriSpeech" / "test-other").rglob("*.flac"))
+    out = _run("scripts/decode.py", checkpoint, flac)
+    assert out.returncode == 0 and out.stdout.startswith(str(flac)), out.stderr[-3000:]

@@ -21,8 +21,8 @@ RUN_TIMEOUT_S = 120
 def _start(run_dir, manifests, *extra, env=None):
     cmd = [sys.executable, "tests/resume_check.py", str(run_dir), *map(str, manifests), "--max-steps", str(MAX_STEPS),
            *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}  # several processes share 2 cores
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(proc):

@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -71,7 +72,7 @@ def verify(path: Path, md5: str | None) -> None:
 
 
 def download(url: str, path: str | os.PathLike, md5: str | None = None, retries: int = RETRIES,
-             timeout: float = TIMEOUT_S, progress: bool = True) -> Path:
+             timeout: float = TIMEOUT_S, progress: bool = True, position: int | None = None) -> Path:
     """Fetch ``url`` into ``path`` unless a verified file is already there; return ``path``.
 
     Raises:
@@ -86,7 +87,7 @@ def download(url: str, path: str | os.PathLike, md5: str | None = None, retries:
     part = path.with_name(path.name + PART_SUFFIX)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        digest = _fetch_with_retries(url, part, retries, timeout, progress)
+        digest = _fetch_with_retries(url, part, retries, timeout, dict(disable=not progress, position=position))
     except _TRANSIENT as err:
         raise DownloadError(f"{url}: {_reason(err)} after {retries + 1} attempt(s); {part.name} keeps what "
                             "arrived: run again to resume, or choose another mirror") from None
@@ -101,12 +102,12 @@ def download(url: str, path: str | os.PathLike, md5: str | None = None, retries:
     return path
 
 
-def _fetch_with_retries(url: str, part: Path, retries: int, timeout: float, progress: bool) -> str:
+def _fetch_with_retries(url: str, part: Path, retries: int, timeout: float, bar_options: dict[str, Any]) -> str:
     """Bring ``part`` to the full length of ``url``; return its MD5."""
     wait = RETRY_WAIT_S
     for attempt in range(retries + 1):
         try:
-            return _fetch(url, part, timeout, progress)
+            return _fetch(url, part, timeout, bar_options)
         except urllib.error.HTTPError as err:
             raise DownloadError(f"{url}: HTTP {err.code} {err.reason}; check the mirror URL") from None
         except _TRANSIENT as err:
@@ -118,7 +119,7 @@ def _fetch_with_retries(url: str, part: Path, retries: int, timeout: float, prog
     raise AssertionError("unreachable")
 
 
-def _fetch(url: str, part: Path, timeout: float, progress: bool) -> str:
+def _fetch(url: str, part: Path, timeout: float, bar_options: dict[str, Any]) -> str:
     """One connection: continue ``part`` from its current size (or restart it) to the end."""
     digest = hashlib.md5(usedforsecurity=False)
     offset = part.stat().st_size if part.is_file() else 0
@@ -140,7 +141,7 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> str:
         total = offset + int(length) if length is not None else None
         with open(part, "ab" if offset else "wb") as f, tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[: -len(PART_SUFFIX)],
-                disable=not progress, leave=False) as bar:
+                leave=False, **bar_options) as bar:
             while block := response.read(CHUNK_BYTES):
                 f.write(block)
                 digest.update(block)
@@ -158,7 +159,8 @@ def _reason(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def extract(archive: str | os.PathLike, dest: str | os.PathLike, inner: str | None = None) -> Path:
+def extract(archive: str | os.PathLike, dest: str | os.PathLike, inner: str | None = None, progress: bool = True,
+            position: int | None = None) -> Path:
     """Unpack ``archive`` (``.tar``, ``.tar.gz``) so that ``dest`` holds its folder ``inner`` (or the
     whole archive); return ``dest``. Nothing is written outside the hidden work folder until the
     archive is fully unpacked; then one rename puts ``dest`` in place.
@@ -173,7 +175,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, inner: str | No
     try:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        _unpack(archive, work, inner.strip("/") + "/" if inner else "")
+        _unpack(archive, work, inner.strip("/") + "/" if inner else "", dict(disable=not progress, position=position))
         source = work / inner if inner else work
         if not source.is_dir():
             raise DownloadError(f"{archive}: no {inner}/ inside; is it the right archive?")
@@ -189,10 +191,12 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, inner: str | No
     return dest
 
 
-def _unpack(archive: Path, work: Path, prefix: str) -> None:
+def _unpack(archive: Path, work: Path, prefix: str, bar_options: dict[str, Any]) -> None:
     """Extract the members under ``prefix`` in one sequential pass (random access into a .gz would
-    decompress it again from the start)."""
-    with tarfile.open(archive, "r|*") as tar:
-        for member in tar:
-            if not prefix or member.name.startswith(prefix) or member.name + "/" == prefix:
-                tar.extract(member, work, filter="data")  # "data": no absolute paths, links out or devices
+    decompress it again from the start); the bar counts compressed bytes read."""
+    with open(archive, "rb") as raw, tqdm.wrapattr(raw, "read", total=archive.stat().st_size, leave=False,
+                                                  desc=f"extracting {archive.name}", **bar_options) as f:
+        with tarfile.open(fileobj=f, mode="r|*") as tar:
+            for member in tar:
+                if not prefix or member.name.startswith(prefix) or member.name + "/" == prefix:
+                    tar.extract(member, work, filter="data")  # "data": no absolute paths, links out or devices

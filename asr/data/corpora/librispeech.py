@@ -144,21 +144,28 @@ class LibriSpeechCorpus:
                 raise CorpusError(f"LibriSpeech subset(s) {', '.join(absent)} not found in {self.root}"
                                   f"{f' or {self.source}' if self.source else ''} (no manifest, folder or archive); "
                                   f"prepare them with: {self.prepare_command(todo)}")
+        # Downloads and extractions run in parallel (one progress bar per file); then each manifest
+        # in turn, its header reads in parallel.
         with ThreadPoolExecutor(self.workers) as pool:
-            futures = {name: pool.submit(self._prepare_subset, name) for name in todo}
-            futures |= {name: pool.submit(self._fetch_lm, name) for name in todo_lm}
-        results, errors = {}, []
+            futures = {name: pool.submit(self._folder, name, row) for row, name in enumerate(todo)}
+            futures |= {name: pool.submit(self._fetch_lm, name, len(todo) + row) for row, name in enumerate(todo_lm)}
+        problems, errors = {}, []
         for name, future in futures.items():
             try:
-                results[name] = future.result()
+                folder = future.result()
+                if folder is not None:
+                    problems[name] = self._index(name, folder)
             except (CorpusError, DownloadError, ManifestError) as err:
                 errors.append(f"{name}: {err}")
         if errors:
             raise CorpusError("; ".join(errors))
-        return {name: problems for name, problems in results.items() if problems is not None}
+        return problems
 
-    def _prepare_subset(self, subset: str) -> list[Problem]:
-        folder = self._extracted(subset) or self._extract(subset)
+    def _folder(self, subset: str, row: int) -> Path:
+        return self._extracted(subset) or self._extract(subset, row)
+
+    def _index(self, subset: str, folder: Path) -> list[Problem]:
+        """Write the subset's manifest from its extracted folder; return the files left out."""
         utterances, problems = from_librispeech(folder, progress=self.progress)
         self._write(subset, utterances, problems)
         hours = sum(u.duration for u in utterances) / 3600
@@ -177,23 +184,24 @@ class LibriSpeechCorpus:
         candidates = ([self.source / name] if self.source else []) + [self.root / ARCHIVES / name]
         return next((c for c in candidates if c.is_file()), None)
 
-    def _extract(self, subset: str) -> Path:
+    def _extract(self, subset: str, row: int = 0) -> Path:
         """Verify (or download) the subset's archive and unpack it into root/LibriSpeech/<subset>."""
         md5 = self.checksums[subset]
         archive = self._archive(subset)
         if archive is None:
             url = f"{self.mirror}/{ACOUSTIC_RESOURCE}/{subset}.tar.gz"
-            archive = download(url, self.root / ARCHIVES / f"{subset}.tar.gz", md5, progress=self.progress)
+            archive = download(url, self.root / ARCHIVES / f"{subset}.tar.gz", md5, progress=self.progress,
+                               position=row)
         else:  # an archive found on disk is checked before anything is taken from it
             verify(archive, md5)
-        folder = extract(archive, self.root / INNER / subset, inner=f"{INNER}/{subset}")
+        folder = extract(archive, self.root / INNER / subset, f"{INNER}/{subset}", self.progress, row)
         if not self.keep_archives and archive.parent == self.root / ARCHIVES:
             archive.unlink()
         return folder
 
-    def _fetch_lm(self, name: str) -> None:
+    def _fetch_lm(self, name: str, row: int) -> None:
         url = f"{self.mirror}/{LM_RESOURCE}/{name}"
-        download(url, self.root / LM_DIR / name, self.checksums[name], progress=self.progress)
+        download(url, self.root / LM_DIR / name, self.checksums[name], progress=self.progress, position=row)
 
     def _write(self, subset: str, utterances: list[Utterance], problems: list[Problem]) -> None:
         path = self.manifest_path(subset)
@@ -214,6 +222,22 @@ class LibriSpeechCorpus:
 def expand_subsets(names: Sequence[str]) -> list[str]:
     """Preset names (960, 100, eval) and subset names -> subset names, in order, once each."""
     return list(dict.fromkeys(s for name in names for s in PRESETS.get(name, (name,))))
+
+
+def read_md5sums(path: str | os.PathLike) -> dict[str, str]:
+    """An md5sum.txt (``<md5>  <file name>`` per line, as OpenSLR publishes) -> {subset or file: md5}."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise CorpusError(f"{path}: {err.strerror or err}") from None
+    table = {}
+    for lineno, line in enumerate(lines, 1):
+        if line.strip():
+            parts = line.split()
+            if len(parts) != 2 or len(parts[0]) != 32:
+                raise CorpusError(f"{path}:{lineno}: expected '<md5>  <file name>', got {line.strip()!r}")
+            table[parts[1].lstrip("*").removesuffix(".tar.gz")] = parts[0].lower()
+    return table
 
 
 def summarize(manifest: Path) -> tuple[int, float]:
@@ -244,13 +268,16 @@ def prepare_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-download", action="store_true", help="use only what is in --root and --source")
     parser.add_argument("--lm", nargs="*", metavar="FILE", help="also fetch OpenSLR SLR11 LM files into <root>/lm "
                                                                 f"(no names: {' '.join(DEFAULT_LM_FILES)})")
+    parser.add_argument("--md5sums", help="an md5sum.txt ('<md5>  <file>' lines) to verify against instead of the "
+                                          "published values (a mirror with its own archives)")
     parser.add_argument("--keep-archives", action="store_true", help="keep downloaded archives after extraction")
     parser.add_argument("--workers", type=int, default=4, help="subsets processed at once (default %(default)s)")
     args = parser.parse_args(argv)
     lm_files = [] if args.lm is None else (args.lm or list(DEFAULT_LM_FILES))
     try:
+        checksums = {**SUBSET_MD5, **LM_MD5, **(read_md5sums(args.md5sums) if args.md5sums else {})}
         corpus = LibriSpeechCorpus(args.root, expand_subsets(args.subsets), args.source, not args.no_download,
-                                   args.mirror, lm_files, args.keep_archives, args.workers)
+                                   args.mirror, lm_files, args.keep_archives, args.workers, checksums)
         problems = corpus.prepare()
         manifests = corpus.manifests()
     except CorpusError as err:
