@@ -56,3 +56,28 @@ def test_sigusr1_checkpoints_requeues_and_resumes_to_identical_weights(chirp_man
     expected = torch.load(tmp_path / "plain" / "probe" / "weights.pt")
     assert resumed.keys() == expected.keys()
     assert all(torch.equal(resumed[k], expected[k]) for k in expected), "resumed weights differ"
+
+
+def test_csv_metrics_of_a_continued_run_are_appended_not_replaced(tmp_path):
+    from asr.loggers import CSVLogger
+
+    first = CSVLogger(str(tmp_path), name="", version="")
+    first.log_metrics({"train/loss": 1.0, "val/wer": 0.5}, step=1)
+    first.save()
+    again = CSVLogger(str(tmp_path), name="", version="")  # the requeued job, same run folder
+    again.log_metrics({"train/loss": 0.9}, step=2)
+    again.save()
+    again.log_metrics({"lr": 0.1}, step=3)
+    again.save()
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows == ["lr,step,train/loss,val/wer", ",1,1.0,0.5", ",2,0.9,", "0.1,3,,"]
+
+
+def test_wandb_logger_continues_the_run_stored_in_its_folder(tmp_path, monkeypatch):
+    from asr.loggers import wandb_logger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_logger(str(tmp_path))._wandb_init.get("id") is None  # a new run folder: a new W&B run
+    (tmp_path / "wandb" / "offline-run-20260101_120000-abc123xy").mkdir(parents=True)
+    init = wandb_logger(str(tmp_path))._wandb_init
+    assert init["id"] == "abc123xy" and init["resume"] == "allow"
