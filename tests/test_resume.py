@@ -13,6 +13,9 @@ import torch
 
 from tests.conftest import ROOT
 
+# A one-task SLURM job as srun would describe it: Lightning then runs with SLURMEnvironment(auto_requeue=True).
+SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "asr-test", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
 MAX_STEPS = 12  # 5 batches per epoch: the run crosses two epoch boundaries
 WAIT_AT = 7  # the preempted run receives SIGUSR1 during step 7 (mid-epoch 1) and stops after it
 RUN_TIMEOUT_S = 120
@@ -35,21 +38,22 @@ def test_sigusr1_checkpoints_requeues_and_resumes_to_identical_weights(chirp_man
     manifests = [chirp_manifests[s] for s in ("train", "dev", "test")]
     plain = _start(tmp_path / "plain", manifests)  # the uninterrupted run, alongside
     run_dir, requeued = tmp_path / "4242", tmp_path / "requeued"
-    preempted = _start(run_dir, manifests, "--wait-at", str(WAIT_AT), "--requeue-file", str(requeued),
-                       env={"SLURM_JOB_ID": "4242"})
+    preempted = _start(run_dir, manifests, "--wait-at", str(WAIT_AT), "--requeue-file", str(requeued), env=SLURM_ENV)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not (run_dir / "probe" / "ready").exists():
         assert preempted.poll() is None and time.monotonic() < deadline, "the run never reached the signal step"
         time.sleep(0.05)
     preempted.send_signal(signal.SIGUSR1)
-    assert f"preempted at step {WAIT_AT + 1}" in _finish(preempted)
+    log = _finish(preempted)
+    assert "SLURM auto-requeueing enabled" in log  # Lightning's SLURMEnvironment is active ...
+    assert "Handling auto-requeue signal" not in log and f"preempted at step {WAIT_AT + 1}" in log  # ... ours acts
     checkpoints = list(run_dir.glob("hpc_ckpt_*.ckpt"))
     assert [p.name for p in checkpoints] == ["hpc_ckpt_1.ckpt"]
     assert torch.load(checkpoints[0], weights_only=True)["global_step"] == WAIT_AT + 1
     assert requeued.read_text() == "4242"  # the requeue command ran with the job id
     assert not (run_dir / "probe" / "weights.pt").exists()  # training stopped there
 
-    _finish(_start(run_dir, manifests))  # started again in the same folder: continues
+    _finish(_start(run_dir, manifests, env=SLURM_ENV))  # the requeued job: same job id, same folder: continues
     assert (run_dir / "probe" / "first_step").read_text() == str(WAIT_AT + 1)
     _finish(plain)
     resumed = torch.load(run_dir / "probe" / "weights.pt")
@@ -81,3 +85,22 @@ def test_wandb_logger_continues_the_run_stored_in_its_folder(tmp_path, monkeypat
     (tmp_path / "wandb" / "offline-run-20260101_120000-abc123xy").mkdir(parents=True)
     init = wandb_logger(str(tmp_path))._wandb_init
     assert init["id"] == "abc123xy" and init["resume"] == "allow"
+
+
+def test_resume_finds_the_newest_checkpoint_of_the_run_or_of_the_recipe(tmp_path):
+    from asr.train import find_resume_checkpoint
+
+    def touch(path, age_s):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        os.utime(path, (time.time() - age_s, time.time() - age_s))
+        return str(path)
+
+    old_last = touch(tmp_path / "a" / "checkpoints" / "last.ckpt", 300)
+    preempted = touch(tmp_path / "b" / "hpc_ckpt_2.ckpt", 100)
+    newer_last = touch(tmp_path / "b" / "checkpoints" / "last.ckpt", 50)  # written after it had resumed
+    assert find_resume_checkpoint("auto", tmp_path) == newer_last
+    assert find_resume_checkpoint(None, tmp_path, tmp_path / "a") == old_last  # a run folder continues itself
+    assert find_resume_checkpoint(None, tmp_path, tmp_path / "new") is None  # a new folder starts afresh
+    os.utime(preempted)
+    assert find_resume_checkpoint(None, tmp_path, tmp_path / "b") == preempted
