@@ -10,7 +10,7 @@ Measures, on a folder in LibriSpeech layout (real FLAC files):
   3. the training input pipeline: AudioDataset (FLAC decode, resampling for speed perturbation)
      -> DurationBatchSampler -> Collate through a DataLoader, for several worker counts, in
      utterances and audio seconds per second of wall time.
-Prints one table per part (Markdown) and writes JSON next to this script unless --json is empty.
+Prints one table per part (Markdown); --json FILE also writes them as JSON.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a folder in LibriSpeech layout")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
-    parser.add_argument("--json", default=str(Path(__file__).with_suffix(".json")), help="'' to skip")
+    parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     folder = next(p.parent.parent.parent for p in sorted(args.data.rglob("*.trans.txt")))  # .../<subset>
     torch.set_num_threads(os.cpu_count() or 1)
