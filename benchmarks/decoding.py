@@ -13,13 +13,14 @@
 3. Measures the real-time factor (processing seconds / audio seconds; reading, features, model and
    decoding; model and LM loading excluded) on ``--threads`` CPU threads, for greedy and beam + LM.
 
-Prints a Markdown table and writes everything to ``--out`` (JSON).
+Prints a Markdown table (and, with ``--json``, writes every number to a JSON file).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -31,9 +32,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from asr.data.manifest import Utterance
+from asr.data.manifest import Utterance, from_librispeech
 from asr.decoding import DecodeOptions
-from asr.evaluate import evaluate, load_test_set
+from asr.evaluate import evaluate
 from asr.lm import build_arpa
 from asr.metrics import word_errors
 from asr.report import format_table
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("--corpus", default="data/synthetic", help="synthetic corpus root (train/, dev/, test/)")
-    p.add_argument("--out", default="benchmarks/results/decoding.json")
+    p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--work", help="folder for the LM, caches and the long recording (default: a temporary one)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--lm-order", type=int, default=3)
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     corpus = Path(args.corpus)
-    splits = {s: load_test_set(corpus / s) for s in ("train", "dev", "test")}
+    splits = {s: from_librispeech(corpus / s, progress=False)[0] for s in ("train", "dev", "test")}
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="asr-decoding-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     greedy = Recognizer.load(args.checkpoint, "cpu", DecodeOptions())
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     beam = Recognizer.load(args.checkpoint, "cpu", options)
     test_paths = [u.audio for u in splits["test"]]
     results = {"checkpoint": str(Path(args.checkpoint).resolve()), "threads": args.threads,
+               "load_average_at_start": os.getloadavg()[0],
                "lm": {"order": args.lm_order, "train_sentences": len(splits["train"]), **tuning}, "test": {}}
     report = evaluate(greedy, splits["test"], "test", args.batch_seconds, progress=False,
                       decoders={"greedy": greedy.decoder, "beam_lm": beam.decoder})
@@ -168,8 +170,9 @@ def main(argv: list[str] | None = None) -> dict:
         results["test"][name] = {"wer": d.wer, "cer": d.cer, "utterances": len(test_paths),
                                  "audio_seconds": seconds, "rtf": wall / seconds}
     results["long"] = long_vs_short(greedy, beam, splits["test"], args, work)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     return results
 
@@ -185,7 +188,8 @@ def table(r: dict) -> str:
     head = ["decoder", "test WER %", "test CER %", f"{long['seconds'] / 60:.1f}-min rec. WER %, one by one",
             "long-file WER %", "RTF test", "RTF long", "timestamp error s (start / end, median)"]
     note = (f"\nLM weight {r['lm']['lm_weight']:g}, word bonus {r['lm']['word_score']:g} (tuned on dev); "
-            f"{r['threads']} CPU threads; {t['greedy']['utterances']} test utterances, "
+            f"{r['threads']} CPU threads (load average {r['load_average_at_start']:.1f} at the start); "
+            f"{t['greedy']['utterances']} test utterances, "
             f"{t['greedy']['audio_seconds'] / 60:.1f} min; long recording: {long['sentences']} sentences")
     return format_table(head, rows) + note
 
