@@ -31,6 +31,7 @@ class Throughput(L.Callback):
 
     def __init__(self, window: int = 25) -> None:
         self.window = window
+        self._fit_start: float | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -65,6 +66,14 @@ class Throughput(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """``time/elapsed_min``: wall-clock minutes since this process started fitting (training curves vs time)."""
+        if not trainer.sanity_checking and self._fit_start is not None:
+            pl_module.log("time/elapsed_min", (time.perf_counter() - self._fit_start) / 60)
 
 
 class Preempted(Exception):
