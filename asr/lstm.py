@@ -9,11 +9,12 @@ Two implementations compute the same function with the same parameters (``build_
 - ``SplitBiLSTM`` ("split", the default): each layer is two single-layer unidirectional
   ``nn.LSTM``; the forward one reads the padded batch as it is, the backward one reads each
   sequence reversed within its own length (an index gather), and its output is reversed back.
-  Everything stays on the device: no lengths go to the host, so the step never waits for the GPU.
+  Everything stays on the device: no lengths go to the host, so the stack never waits for the GPU.
   Single-layer unidirectional fp16 LSTMs are the only ones for which cuDNN uses its persistent
   kernels (hidden and input sizes multiples of 128, hidden <= 1024, batch a multiple of 8 and at
-  most 128 on sm_80+ GPUs; ``get_algo`` in PyTorch's ``aten/src/ATen/native/cudnn/RNN.cpp``), which
-  run several times faster than the standard ones at training batch sizes.
+  most 128 on sm_80+ GPUs; ``get_algo`` in PyTorch's ``aten/src/ATen/native/cudnn/RNN.cpp``). Split
+  layers ran 1.7-3.4x faster than ``nn.LSTM(bidirectional=True)`` on an H100 at batch <= 64 (issue 5;
+  ``benchmarks/gpu_throughput.py`` measures it on your GPU).
 - ``PackedBiLSTM`` ("packed"): one ``nn.LSTM(bidirectional=True, num_layers=N)`` over a packed
   sequence, as deepspeech.pytorch does. ``pack_padded_sequence`` needs the lengths on the host.
 
@@ -34,16 +35,15 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from asr.features import time_mask
 
 RNN_IMPLS = ("auto", "packed", "split")
-# "auto" means split on every device: it is what cuDNN runs fastest, and on CPU it trained the
-# small model at least as fast as packed (benchmarks/README.md, "CPU: packed vs split").
+# "auto" means split on every device: cuDNN runs it fastest, and on CPU (oneDNN) it trained the
+# small model 2.6x faster than packed (benchmarks/README.md, "CPU: packed vs split").
 AUTO_IMPL = "split"
 
 # cuDNN's persistent LSTM kernels need the batch to be a multiple of this on sm_80+ GPUs (see the
-# module docstring); the split stack pads a CUDA batch up to it with empty sequences.
+# module docstring); the split stack pads a CUDA batch up to it with empty sequences (not measured yet).
 CUDNN_PERSIST_BATCH_MULTIPLE = 8
 CUDNN_PERSIST_MAX_BATCH = 128  # no padding beyond this: persistent kernels are not used there
 
-_PARAM_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 _PACKED_KEY = re.compile(r"lstm\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 _SPLIT_KEY = re.compile(r"layers\.(\d+)\.(fwd|bwd)\.(weight_ih|weight_hh|bias_ih|bias_hh)_l0$")
 
@@ -137,7 +137,8 @@ class SplitBiLSTM(_BiLSTMBase):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, frames = x.shape[:2]
         lengths = lengths.to(x.device, non_blocking=True)
-        x, lengths = _pad_batch_for_cudnn(x, lengths)
+        if x.is_cuda:  # cuDNN's persistent kernels need a batch that is a multiple of 8
+            x, lengths = pad_batch(x, lengths)
         reverse, valid = reverse_index(lengths, frames), time_mask(lengths, frames)
         for i, layer in enumerate(self.layers):
             if i > 0:
@@ -146,14 +147,14 @@ class SplitBiLSTM(_BiLSTMBase):
         return x[:batch]
 
 
-def _pad_batch_for_cudnn(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """On CUDA, add empty sequences up to a multiple of CUDNN_PERSIST_BATCH_MULTIPLE (see above)."""
-    batch = x.shape[0]
-    missing = -batch % CUDNN_PERSIST_BATCH_MULTIPLE
-    if not x.is_cuda or missing == 0 or batch + missing > CUDNN_PERSIST_MAX_BATCH:
+def pad_batch(x: torch.Tensor, lengths: torch.Tensor, multiple: int = CUDNN_PERSIST_BATCH_MULTIPLE,
+              limit: int = CUDNN_PERSIST_MAX_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add empty sequences (zeros, length 0) up to a batch that is a multiple of ``multiple``,
+    unless that would exceed ``limit``."""
+    missing = -x.shape[0] % multiple
+    if missing == 0 or x.shape[0] + missing > limit:
         return x, lengths
-    x = nn.functional.pad(x, (0, 0, 0, 0, 0, missing))
-    return x, nn.functional.pad(lengths, (0, missing))
+    return nn.functional.pad(x, (0, 0, 0, 0, 0, missing)), nn.functional.pad(lengths, (0, missing))
 
 
 def training_flops_per_frame(input_size: int, hidden_size: int, num_layers: int) -> int:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asr.lstm import (PackedBiLSTM, SplitBiLSTM, build_rnn, convert_rnn_state_dict, reverse_index,
+from asr.lstm import (PackedBiLSTM, SplitBiLSTM, build_rnn, convert_rnn_state_dict, pad_batch, reverse_index,
                       training_flops_per_frame)
 from asr.model import AcousticModel, ModelConfig
 
@@ -74,13 +74,15 @@ def test_padding_never_reaches_valid_outputs(impl):
         assert noisy_out[i, n:].abs().sum() == 0, "padded frames come out as zeros"
 
 
-def test_empty_sequences_are_allowed_in_the_split_stack():
-    """The split stack pads CUDA batches with empty sequences; they must change nothing."""
+def test_batches_padded_for_cudnn_give_the_same_outputs():
+    """On CUDA the split stack pads the batch to a multiple of 8 with empty sequences."""
     _, split = _pair()
     x, lengths = _batch()
-    padded = torch.cat([x, torch.zeros(3, *x.shape[1:])])
+    padded, padded_lengths = pad_batch(x, lengths)
+    assert padded.shape[0] == 8 and padded_lengths.tolist() == LENGTHS + [0] * 4
+    assert pad_batch(x, lengths, multiple=8, limit=6)[0] is x  # beyond the limit: left alone
     with torch.no_grad():
-        out = split(padded, torch.cat([lengths, torch.zeros(3, dtype=torch.long)]))
+        out = split(padded, padded_lengths)
         torch.testing.assert_close(out[: len(LENGTHS)], split(x, lengths))
     assert out[len(LENGTHS) :].abs().sum() == 0
 
