@@ -6,7 +6,7 @@ Measures, on a folder in LibriSpeech layout (real FLAC files):
   1. manifest building: exact durations from the FLAC headers (asr.data.manifest.from_librispeech),
      utterances per second;
   2. extraction: a .tar.gz of the folder unpacked by asr.data.download.extract, one archive alone
-     and two at once in threads (as prepare() does), MB of archive per second;
+     and two at once, in threads and in processes (prepare() uses processes), MB of archive per second;
   3. the training input pipeline: AudioDataset (FLAC decode, resampling for speed perturbation)
      -> DurationBatchSampler -> Collate through a DataLoader, for several worker counts, in
      utterances and audio seconds per second of wall time.
@@ -22,7 +22,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from statistics import median
 
@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.data.batching import Collate, DurationBatchSampler
+from asr.data.corpora.librispeech import _extraction_context
 from asr.data.dataset import AudioDataset
 from asr.data.download import extract
 from asr.data.manifest import from_librispeech
@@ -40,6 +41,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "libris
 SAMPLE_RATE = 16_000
 BATCH_SECONDS = 160.0  # padded seconds per batch; the recipe's 1600 would make a single batch of this folder
 ALPHABET = "abcdefghijklmnopqrstuvwxyz'"  # conf/text/english.yaml
+ARCHIVE_COPIES = 4  # the folder is put this many times into the test archive (~55 MB for the default folder)
 
 
 def time_it(fn, repeats: int) -> float:
@@ -60,25 +62,32 @@ def bench_manifest(folder: Path, repeats: int) -> list[list]:
 
 
 def bench_extract(folder: Path, work: Path, repeats: int) -> list[list]:
+    """extract() of one archive, then of two at once in threads and in processes (prepare's way;
+    its pool starts once per prepare, so it is started and warmed before timing)."""
     archive = work / "subset.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname="LibriSpeech/test-other")
+        for copy in range(ARCHIVE_COPIES):
+            tar.add(folder, arcname=f"LibriSpeech/test-other/{copy}")
     megabytes = archive.stat().st_size / 1e6
-    n_files = sum(1 for _ in folder.rglob("*.flac"))
+    n_files = ARCHIVE_COPIES * sum(1 for _ in folder.rglob("*.flac"))
 
-    def unpack(copies: int) -> None:
+    def unpack(pool: Executor | None, copies: int) -> None:
         targets = [work / f"out{i}" for i in range(copies)]
         for t in targets:
             shutil.rmtree(t, ignore_errors=True)
-        with ThreadPoolExecutor(copies) as pool:
-            list(pool.map(lambda t: extract(archive, t, "LibriSpeech/test-other", progress=False), targets))
+        args = [(archive, t, "LibriSpeech/test-other", False) for t in targets]
+        if pool is None:
+            extract(*args[0])
+        else:
+            list(pool.map(extract, *zip(*args)))
 
-    rows = []
-    for copies in (1, 2):
-        seconds = time_it(lambda: unpack(copies), repeats)
-        rows.append([f"{copies} archive(s) at once", copies * n_files, seconds, copies * megabytes / seconds,
-                     copies * n_files / seconds])
-    return rows
+    rows = [["1 archive", n_files, time_it(lambda: unpack(None, 1), repeats)]]
+    with ThreadPoolExecutor(2) as threads:
+        rows.append(["2 at once, threads", 2 * n_files, time_it(lambda: unpack(threads, 2), repeats)])
+    with ProcessPoolExecutor(2, mp_context=_extraction_context()) as processes:
+        rows.append(["2 at once, processes", 2 * n_files, time_it(lambda: unpack(processes, 2), repeats)])
+    return [[name, files, seconds, megabytes * files / n_files / seconds, files / seconds]
+            for name, files, seconds in rows]
 
 
 def bench_pipeline(folder: Path, repeats: int, workers: list[int]) -> list[list]:
@@ -109,7 +118,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     folder = next(p.parent.parent.parent for p in sorted(args.data.rglob("*.trans.txt")))  # .../<subset>
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(1)  # as in each DataLoader worker: rates are per process (per core)
     load = os.getloadavg()[0]
     print(f"{folder}: {os.cpu_count()} CPU cores, load average {load:.1f}, torch {torch.__version__}")
     results = {"cores": os.cpu_count(), "load_average": load}

@@ -29,7 +29,8 @@ def _durations(manifest):
 def test_prepare_downloads_extracts_and_writes_exact_manifests_once(tmp_path):
     root = tmp_path / "ls"
     with _mirror() as server:
-        corpus = LibriSpeechCorpus(root, list(SUBSETS), download=True, mirror=server.url, checksums=MD5, progress=False)
+        corpus = LibriSpeechCorpus(root, list(SUBSETS), download=True, mirror=server.url, checksums=MD5, progress=False,
+                                   workers=1)  # the end-to-end test below runs the parallel (process) path
         problems = corpus.prepare()
         manifests = corpus.manifests()
         for name, subset in SUBSETS.items():
@@ -48,7 +49,7 @@ def test_prepare_downloads_extracts_and_writes_exact_manifests_once(tmp_path):
 def test_checksum_mismatch_is_reported_and_the_archive_never_used(tmp_path):
     root = tmp_path / "ls"
     with _mirror() as server:
-        corpus = LibriSpeechCorpus(root, list(SUBSETS), download=True, mirror=server.url, progress=False,
+        corpus = LibriSpeechCorpus(root, list(SUBSETS), download=True, mirror=server.url, progress=False, workers=1,
                                    checksums={**MD5, "dev-clean": "f" * 32})
         with pytest.raises(CorpusError, match=r"^dev-clean: .*MD5 \w+ is not the published f{32}") as err:
             corpus.prepare()
@@ -101,7 +102,8 @@ def test_manifest_write_failure_is_clear_and_leaves_no_half_file(tmp_path, monke
 def test_prepare_command_prints_a_table_and_is_idempotent(tmp_path, capsys):
     md5sums = write_archives(tmp_path / "mirror", SUBSETS)
     with _mirror() as server:
-        args = ["--root", str(tmp_path / "ls"), "--subsets", *SUBSETS, "--mirror", server.url, "--md5sums", str(md5sums)]
+        args = ["--root", str(tmp_path / "ls"), "--subsets", *SUBSETS, "--mirror", server.url, "--md5sums", str(md5sums),
+                "--workers", "1"]
         assert prepare_main(args) == 0
         out, err = capsys.readouterr()
         assert "| dev-clean " in out and f"dev-clean: skipped {tmp_path}" in err
