@@ -11,6 +11,7 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from asr.train import USER_ERRORS, train
@@ -20,7 +21,9 @@ from asr.report import print_results
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     try:
-        print_results(train(cfg, HydraConfig.get().runtime.output_dir))
+        results = train(cfg, HydraConfig.get().runtime.output_dir)
+        if rank_zero_only.rank == 0:  # under DDP every rank gets the results; one prints them
+            print_results(results)
     except USER_ERRORS as err:  # bad data or options: one line, no traceback
         print(f"train.py: error: {err}", file=sys.stderr)
         sys.exit(2)
