@@ -1,4 +1,5 @@
-"""See `python scripts/prepare_librispeech.py --help`; the implementation is asr.data.corpora.librispeech.prepare_main."""
+"""See `python scripts/prepare_librispeech.py --help`; the implementation is
+asr.data.corpora.librispeech.prepare_main."""
 
 import sys
 

@@ -14,7 +14,8 @@ from asr.data.manifest import read_manifest
 from tests.conftest import ROOT, TINY_MODEL
 from tests.fake_librispeech import RangeServer, make_subset, write_archives
 
-SUBSETS = {"dev-clean": make_subset("dev-clean", n=4, seed=1, corrupt=1), "test-clean": make_subset("test-clean", seed=2)}
+SUBSETS = {"dev-clean": make_subset("dev-clean", n=4, seed=1, corrupt=1),  # its last FLAC is garbage
+           "test-clean": make_subset("test-clean", seed=2)}
 MD5 = {name: s.md5 for name, s in SUBSETS.items()}
 
 
@@ -102,8 +103,8 @@ def test_manifest_write_failure_is_clear_and_leaves_no_half_file(tmp_path, monke
 def test_prepare_command_prints_a_table_and_is_idempotent(tmp_path, capsys):
     md5sums = write_archives(tmp_path / "mirror", SUBSETS)
     with _mirror() as server:
-        args = ["--root", str(tmp_path / "ls"), "--subsets", *SUBSETS, "--mirror", server.url, "--md5sums", str(md5sums),
-                "--workers", "1"]
+        args = ["--root", str(tmp_path / "ls"), "--subsets", *SUBSETS, "--mirror", server.url,
+                "--md5sums", str(md5sums), "--workers", "1"]
         assert prepare_main(args) == 0
         out, err = capsys.readouterr()
         assert "| dev-clean " in out and f"dev-clean: skipped {tmp_path}" in err

@@ -61,7 +61,8 @@ LM_MD5: Mapping[str, str] = MappingProxyType({
     "librispeech-lm-norm.txt.gz": "c83c64c726a1aedfe65f80aa311de402",
 })
 ACOUSTIC_RESOURCE, LM_RESOURCE = "12", "11"  # OpenSLR resource numbers
-DEFAULT_MIRROR = "https://www.openslr.org/resources"  # or https://us.openslr.org/resources, https://openslr.elda.org/resources
+# Mirrors: https://us.openslr.org/resources, https://openslr.elda.org/resources, https://openslr.magicdatatech.com/resources
+DEFAULT_MIRROR = "https://www.openslr.org/resources"
 DEFAULT_ROOT = "data/librispeech"  # conf/data/librispeech.yaml: ${paths.data_dir}/librispeech
 DEFAULT_LM_FILES = ("3-gram.pruned.1e-7.arpa.gz", "4-gram.arpa.gz", "librispeech-lexicon.txt", "librispeech-vocab.txt")
 EVAL_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other")
@@ -146,9 +147,10 @@ class LibriSpeechCorpus:
                 raise CorpusError(f"LibriSpeech subset(s) {', '.join(absent)} not found in {self.root}"
                                   f"{f' or {self.source}' if self.source else ''} (no manifest, folder or archive); "
                                   f"prepare them with: {self.prepare_command(todo)}")
-        # Downloads (threads) and extractions (processes: tarfile holds the GIL; 2 archives at once ran
-        # 1.8x faster in processes, 1.1x in threads, benchmarks/README.md) run in parallel, one
-        # progress bar per file; then each manifest in turn, its header reads in parallel threads.
+        # Downloads (threads) and extractions (processes: tarfile holds the GIL; on 2 free cores, 2
+        # archives at once ran 1.8x faster in processes, 1.1x in threads: benchmarks/README.md) run
+        # in parallel, one progress bar per file; then each manifest in turn, its header reads in
+        # parallel threads.
         to_extract = [s for s in todo if self._extracted(s) is None]
         with contextlib.ExitStack() as stack:
             extractor = None
@@ -165,7 +167,7 @@ class LibriSpeechCorpus:
                 folder = future.result()
                 if folder is not None:
                     problems[name] = self._index(name, folder)
-            except (CorpusError, DownloadError, ManifestError) as err:
+            except (CorpusError, DownloadError, ManifestError, OSError) as err:  # OSError: unreadable input
                 errors.append(f"{name}: {err}")
         if errors:
             raise CorpusError("; ".join(errors))
@@ -233,11 +235,9 @@ class LibriSpeechCorpus:
                               f"{path.parent} writable (or choose another root)") from None
 
 
-
 def _extraction_context() -> multiprocessing.context.BaseContext:
-    """Processes started by a fork server that has imported the extraction code once: safe beside
-    threads (unlike fork), and neither re-running the caller's main module nor importing per worker
-    (unlike spawn)."""
+    """Worker processes forked from a server that has imported the extraction code once: safe
+    beside this process's threads (unlike fork), and no per-worker import of torch (unlike spawn)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([extract.__module__])
     return context
