@@ -113,10 +113,18 @@ def _add_window_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _recognizer(args: argparse.Namespace, options: DecodeOptions) -> Recognizer:
+    import torch
+
     try:
         windows = WindowConfig(args.chunk_seconds, args.context_seconds)
     except ValueError as err:
         raise _Fail(f"--chunk-seconds/--context-seconds: {err}") from None
+    try:
+        device = torch.device("cpu" if args.device == "auto" else args.device)
+    except RuntimeError:
+        raise _Fail(f"--device {args.device}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise _Fail(f"--device {args.device}: no CUDA GPU is available here; use --device cpu")
     return Recognizer.load(args.checkpoint, args.device, options, windows)
 
 

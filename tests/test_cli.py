@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 import asr
 from asr.cli import build_lm_main, decode_main, evaluate_main, make_manifest_main, tune_lm_main
@@ -58,6 +59,15 @@ def test_decode_writes_an_output_file(tiny_checkpoint, tmp_path, capsys):
     out_file = tmp_path / "out" / "transcripts.txt"
     assert decode_main([str(tiny_checkpoint), *map(str, good), "-o", str(out_file), "--format", "txt"]) == 0
     assert len(out_file.read_text().splitlines()) == 3 and capsys.readouterr().out == ""
+
+
+def test_decode_with_a_device_that_is_not_there_is_one_line(tiny_checkpoint, tmp_path, capsys):
+    wav = _audio_files(tmp_path)[0]
+    assert decode_main([str(tiny_checkpoint), str(wav), "--device", "gpu"]) == 2
+    assert capsys.readouterr().err == "decode.py: error: --device gpu: not a device; use auto, cpu, cuda or cuda:N\n"
+    if not torch.cuda.is_available():
+        assert decode_main([str(tiny_checkpoint), str(wav), "--device", "cuda"]) == 2
+        assert "no CUDA GPU is available here; use --device cpu" in capsys.readouterr().err
 
 
 def test_decode_with_a_bad_checkpoint_is_one_line(tmp_path, capsys):
