@@ -164,6 +164,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, default_root_dir=str(run_dir), callbacks=callbacks,
                                      logger=loggers or False)
+    for logger in trainer.loggers:  # the resolved config: W&B's run config, CSV's hparams.yaml, TensorBoard's hparams
+        logger.log_hyperparams(run_config)
     # The checkpoint folder holds our config.yaml from the start; that is not a stale run.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     log.info("run folder: %s", run_dir)

@@ -1,4 +1,5 @@
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -71,6 +72,16 @@ def test_existing_archives_and_extracted_folders_are_used(tmp_path):
     assert (tmp_path / "ls" / "LibriSpeech" / "dev-clean").is_dir()
     test_audio = read_manifest(corpus.manifests()["test-clean"])[0].audio
     assert test_audio.startswith(str(source / "LibriSpeech" / "test-clean"))  # used where it is
+
+
+def test_language_model_files_are_fetched_and_verified(tmp_path):
+    vocabulary = b"A\nABOUT\n"
+    with RangeServer({"/11/librispeech-vocab.txt": vocabulary}) as server:
+        corpus = LibriSpeechCorpus(tmp_path, [], download=True, mirror=server.url, lm_files=["librispeech-vocab.txt"],
+                                   checksums={"librispeech-vocab.txt": hashlib.md5(vocabulary).hexdigest()},
+                                   progress=False)
+        corpus.prepare()
+    assert (tmp_path / "lm" / "librispeech-vocab.txt").read_bytes() == vocabulary
 
 
 def test_missing_data_is_one_line_with_the_prepare_command(tmp_path):
@@ -153,6 +164,7 @@ def test_prepare_then_train_then_evaluate_and_decode(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| test-clean " in out.stdout and "| test-other " in out.stdout  # the final test table
     assert (run_dir / "transcripts" / "step0000020.tsv").read_text().startswith("step\treference\thypothesis\n")
+    assert f"root: {root}" in (run_dir / "hparams.yaml").read_text()  # the resolved config, logged
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, weights_only=True)["global_step"] == 20
 
