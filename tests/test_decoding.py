@@ -172,3 +172,16 @@ def test_unknown_option_in_a_file_is_named(tmp_path):
     (tmp_path / "o.yaml").write_text("decoder: beam\nbeam_width: 10\n")
     with pytest.raises(DecodeOptionsError, match=r"o\.yaml: unknown decoding option\(s\) beam_width"):
         load_options(tmp_path / "o.yaml")
+
+
+def test_an_upper_case_arpa_as_librispeech_publishes_it(tmp_path, word_lm):
+    def upper(line: str) -> str:
+        fields = line.split("\t")
+        if len(fields) > 1:
+            fields[1] = " ".join(w if w in ("<s>", "</s>", "<unk>") else w.upper() for w in fields[1].split())
+        return "\t".join(fields)
+
+    arpa = tmp_path / "3-gram.arpa"
+    arpa.write_text("\n".join(map(upper, word_lm.read_text().splitlines())) + "\n")
+    hyp = build_decoder(DecodeOptions("beam", lm=str(arpa), lm_weight=1.0), TOK)(AMBIGUOUS, LENGTH)[0]
+    assert hyp.words == ["THE", "CAT", "SAT"] and hypothesis_text(hyp, TOK) == "the cat sat"
