@@ -10,8 +10,9 @@
    the WER of the long-file path (overlapping windows, merged by frame time) with the WER of the
    same sentences decoded one by one; it also measures the word timestamps against the true
    speech onset and offset of each sentence (where the first and last word were recognised).
-3. Measures the real-time factor (processing seconds / audio seconds; reading, features, model and
-   decoding; model and LM loading excluded) on ``--threads`` CPU threads, for greedy and beam + LM.
+3. Measures the real-time factor (processing seconds / audio seconds: reading, features and model,
+   run once, plus each decoder's own time on the same log-probs; model and LM loading excluded) on
+   ``--threads`` CPU threads, for greedy and beam + LM.
 
 Prints a Markdown table (and, with ``--json``, writes every number to a JSON file).
 """
@@ -34,9 +35,8 @@ import torch
 
 from asr.data.manifest import Utterance, from_librispeech
 from asr.decoding import DecodeOptions
-from asr.evaluate import evaluate
 from asr.lm import build_arpa
-from asr.metrics import word_errors
+from asr.metrics import char_errors, word_errors
 from asr.report import format_table
 from asr.transcribe import Recognizer
 from asr.tuning import best_trial, dev_set, grid_search
@@ -78,12 +78,18 @@ def tuned_options(recognizer: Recognizer, dev: list[Utterance], checkpoint: str,
         "dev_wer": best.wer, "lm_weight": best.lm_weight, "word_score": best.word_score}
 
 
-def timed(recognizer: Recognizer, paths: list[str], batch_seconds: float) -> tuple[list[str], float, float]:
-    """(texts, audio seconds, wall seconds) of transcribing ``paths`` end to end."""
+def timed_emissions(recognizer: Recognizer, paths: list, batch_seconds: float) -> tuple[list, float]:
+    """(log-probs of each file, wall seconds): reading, features and the model, on the CPU threads set."""
     start = time.perf_counter()
-    transcripts = recognizer.transcribe(paths, batch_seconds)
-    wall = time.perf_counter() - start
-    return [t.text for t in transcripts], sum(t.duration for t in transcripts), wall
+    emissions = list(recognizer.emissions(paths, batch_seconds))
+    return emissions, time.perf_counter() - start
+
+
+def timed_decode(recognizer: Recognizer, emissions: list, words: bool = False) -> tuple[list, float]:
+    """(transcripts, wall seconds) of decoding ``emissions`` with the recognizer's decoder."""
+    start = time.perf_counter()
+    transcripts = [recognizer.decode(e, words=words) for e in emissions]
+    return transcripts, time.perf_counter() - start
 
 
 def long_recording(test: list[Utterance], minutes: float, gap: float, rate: int, path: Path) -> list[dict]:
@@ -129,20 +135,38 @@ def timestamp_errors(recognizer: Recognizer, words, sentences: list[dict]) -> di
     return {"sentence_start": stat(starts), "sentence_end": stat(ends)}
 
 
-def long_vs_short(greedy: Recognizer, beam: Recognizer, test: list[Utterance], args, work: Path) -> dict:
-    rate = greedy.sample_rate
-    sentences = long_recording(test, args.long_minutes, args.gap, rate, work / "long.wav")
-    used = test[: len(sentences)]
-    reference = " ".join(greedy.tokenizer.normalize(s["text"]) for s in sentences)
-    result = {"sentences": len(sentences), "seconds": sf.info(work / "long.wav").duration}
-    for name, recognizer in (("greedy", greedy), ("beam_lm", beam)):
-        start = time.perf_counter()
-        long = recognizer.transcribe(work / "long.wav", args.batch_seconds, words=True)
-        wall = time.perf_counter() - start
-        one_by_one = " ".join(t.text for t in recognizer.transcribe([u.audio for u in used], args.batch_seconds))
+def test_set(recognizers: dict[str, Recognizer], test: list[Utterance], batch_seconds: float) -> tuple[dict, dict]:
+    """WER, CER and RTF of each decoder on the test split; the model runs once, each decoder is timed
+    on the same log-probs (RTF = model time + that decoder's time, over the audio duration)."""
+    any_recognizer = next(iter(recognizers.values()))
+    emissions, model_seconds = timed_emissions(any_recognizer, [u.audio for u in test], batch_seconds)
+    audio = sum(e.duration for e in emissions)
+    refs = [any_recognizer.tokenizer.normalize(u.text) for u in test]
+    results, texts = {}, {}
+    for name, recognizer in recognizers.items():
+        transcripts, decode_seconds = timed_decode(recognizer, emissions)
+        texts[name] = [t.text for t in transcripts]
+        results[name] = {"wer": word_errors(refs, texts[name]).rate, "cer": char_errors(refs, texts[name]).rate,
+                         "utterances": len(test), "audio_seconds": audio,
+                         "rtf": (model_seconds + decode_seconds) / audio,
+                         "rtf_model": model_seconds / audio, "rtf_decoder": decode_seconds / audio}
+    return results, texts
+
+
+def long_vs_short(recognizers: dict[str, Recognizer], test: list[Utterance], one_by_one: dict[str, list[str]],
+                  args: argparse.Namespace, work: Path) -> dict:
+    """The long-file path against the same sentences decoded one by one (``one_by_one``: the test
+    split's transcripts, in order)."""
+    any_recognizer = next(iter(recognizers.values()))
+    sentences = long_recording(test, args.long_minutes, args.gap, any_recognizer.sample_rate, work / "long.wav")
+    reference = " ".join(any_recognizer.tokenizer.normalize(s["text"]) for s in sentences)
+    (emission,), model_seconds = timed_emissions(any_recognizer, [work / "long.wav"], args.batch_seconds)
+    result = {"sentences": len(sentences), "seconds": emission.duration}
+    for name, recognizer in recognizers.items():
+        (long,), decode_seconds = timed_decode(recognizer, [emission], words=True)
         result[name] = {"wer_long": word_errors([reference], [long.text]).rate,
-                        "wer_one_by_one": word_errors([reference], [one_by_one]).rate,
-                        "rtf_long": wall / result["seconds"],
+                        "wer_one_by_one": word_errors([reference], [" ".join(one_by_one[name][: len(sentences)])]).rate,
+                        "rtf_long": (model_seconds + decode_seconds) / emission.duration,
                         "timestamps": timestamp_errors(recognizer, long.words, sentences)}
     return result
 
@@ -157,19 +181,12 @@ def main(argv: list[str] | None = None) -> dict:
     greedy = Recognizer.load(args.checkpoint, "cpu", DecodeOptions())
     lm = build_lm(splits["train"], work, args.lm_order)
     options, tuning = tuned_options(greedy, splits["dev"], args.checkpoint, lm, work, args.beam_size)
-    beam = Recognizer.load(args.checkpoint, "cpu", options)
-    test_paths = [u.audio for u in splits["test"]]
+    recognizers = {"greedy": greedy, "beam_lm": Recognizer.load(args.checkpoint, "cpu", options)}
     results = {"checkpoint": str(Path(args.checkpoint).resolve()), "threads": args.threads,
                "load_average_at_start": os.getloadavg()[0],
-               "lm": {"order": args.lm_order, "train_sentences": len(splits["train"]), **tuning}, "test": {}}
-    report = evaluate(greedy, splits["test"], "test", args.batch_seconds, progress=False,
-                      decoders={"greedy": greedy.decoder, "beam_lm": beam.decoder})
-    for name, recognizer in (("greedy", greedy), ("beam_lm", beam)):
-        _, seconds, wall = timed(recognizer, test_paths, args.batch_seconds)
-        d = report.decoders[name]
-        results["test"][name] = {"wer": d.wer, "cer": d.cer, "utterances": len(test_paths),
-                                 "audio_seconds": seconds, "rtf": wall / seconds}
-    results["long"] = long_vs_short(greedy, beam, splits["test"], args, work)
+               "lm": {"order": args.lm_order, "train_sentences": len(splits["train"]), **tuning}}
+    results["test"], texts = test_set(recognizers, splits["test"], args.batch_seconds)
+    results["long"] = long_vs_short(recognizers, splits["test"], texts, args, work)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
