@@ -84,7 +84,7 @@ def test_dev_and_test_voices_are_never_heard_in_training(corpus: tuple[Path, dic
 
 
 def test_every_language_appears_in_every_split() -> None:
-    params = synthetic._parameters(0, synthetic.DEFAULT_SIZES, 16000, None, (25.0, 45.0))
+    params = synthetic._parameters(0, synthetic.DEFAULT_SIZES, synthetic.DEFAULT_SPEAKERS, 16000, None, (25.0, 45.0))
     speakers, _ = synthetic._plan(params)
     for split_speakers in speakers.values():
         assert {s.language for s in split_speakers} == set(espeak.ENGLISH_LANGUAGES)

@@ -43,6 +43,8 @@ from asr.data.corpora.base import CorpusError
 from asr.data.manifest import from_librispeech, write_manifest
 
 SPLITS = ("train", "dev", "test")
+# Evaluation splits are drawn first, so they stay the same whatever the size of train.
+PLAN_ORDER = ("test", "dev", "train")
 DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 3000, "dev": 200, "test": 300})
 DEFAULT_SAMPLE_RATE = 16_000  # Hz
 DEFAULT_NOISE_SNR_DB = (25.0, 45.0)  # range of the white-noise signal-to-noise ratio, dB
@@ -54,7 +56,7 @@ TEST_VARIANTS = ("Annie", "f2", "f5", "m4", "m7", "m8", "Nguyen", "Reed", "travi
 DEV_VARIANTS = ("Andrea", "f3", "shelby", "m2", "Mike", "mike2", "boris", "ed", "victor")
 TRAIN_VARIANTS = tuple(v for v in espeak.SPEECH_VARIANTS if v not in TEST_VARIANTS + DEV_VARIANTS)
 VARIANT_POOLS = MappingProxyType({"train": TRAIN_VARIANTS, "dev": DEV_VARIANTS, "test": TEST_VARIANTS})
-SPEAKERS_PER_SPLIT = MappingProxyType({"train": 60, "dev": 10, "test": 10})  # at most one per utterance
+DEFAULT_SPEAKERS: Mapping[str, int] = MappingProxyType({"train": 60, "dev": 10, "test": 10})  # at most one per utterance
 FIRST_SPEAKER_ID = 100  # speaker ids count up from here across the splits, as in LibriSpeech
 FIRST_CHAPTER_ID = 1000  # likewise for chapter ids
 MAX_UTTERANCES_PER_CHAPTER = 40
@@ -163,10 +165,11 @@ def _plan(params: Mapping[str, Any]) -> tuple[dict[str, list[Speaker]], list[_Ut
     utterances: list[_Utterance] = []
     seen: set[str] = set()
     next_speaker, next_chapter = FIRST_SPEAKER_ID, FIRST_CHAPTER_ID
-    for split, size in params["sizes"].items():
+    for split in PLAN_ORDER:
+        size = params["sizes"].get(split, 0)
         if size == 0:
             continue
-        split_speakers = _speakers(rng, split, min(SPEAKERS_PER_SPLIT[split], size), next_speaker)
+        split_speakers = _speakers(rng, split, min(params["speakers"][split], size), next_speaker)
         next_speaker += len(split_speakers)
         speakers[split] = split_speakers
         texts = iter(_texts(rng, size, params["words"], seen))
@@ -333,12 +336,14 @@ def _process_exists(pid: int) -> bool:
 
 
 # --- parameters and the public entry point ----------------------------------------------------------
-def _parameters(seed: int, sizes: Mapping[str, int], sample_rate: int, words: Sequence[str] | None,
-                noise_snr_db: tuple[float, float]) -> dict[str, Any]:  # fmt: skip
+def _parameters(seed: int, sizes: Mapping[str, int], speakers: Mapping[str, int], sample_rate: int,
+                words: Sequence[str] | None, noise_snr_db: tuple[float, float]) -> dict[str, Any]:  # fmt: skip
     """Validated parameters in the JSON form stored in the marker file."""
     unknown = set(sizes) - set(SPLITS)
     if unknown or any(not isinstance(n, int) or n < 0 for n in sizes.values()):
         raise ValueError(f"sizes must map splits among {SPLITS} to counts >= 0, got {dict(sizes)}")
+    if set(speakers) != set(SPLITS) or any(not isinstance(n, int) or n < 1 for n in speakers.values()):
+        raise ValueError(f"speakers must map each of {SPLITS} to a count >= 1, got {dict(speakers)}")
     if not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
     low, high = (float(x) for x in noise_snr_db)
@@ -350,6 +355,7 @@ def _parameters(seed: int, sizes: Mapping[str, int], sample_rate: int, words: Se
         "format_version": FORMAT_VERSION,
         "seed": int(seed),
         "sizes": {split: sizes[split] for split in SPLITS if split in sizes},
+        "speakers": {split: speakers[split] for split in SPLITS},
         "sample_rate": sample_rate,
         "words": list(words) if words is not None else None,
         "noise_snr_db": [low, high],
@@ -383,6 +389,7 @@ def generate(
     *,
     seed: int = 0,
     sizes: Mapping[str, int] = DEFAULT_SIZES,
+    speakers: Mapping[str, int] = DEFAULT_SPEAKERS,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     words: Sequence[str] | None = None,
     noise_snr_db: tuple[float, float] = DEFAULT_NOISE_SNR_DB,
@@ -391,12 +398,13 @@ def generate(
 ) -> dict[str, Path]:
     """Generate the synthetic corpus under ``root`` once; later calls return at once.
 
-    Returns split name -> split folder for every split with utterances. ``words`` replaces the
+    Returns split name -> split folder for every split with utterances. ``speakers`` gives the
+    number of distinct speakers per split (capped by its utterances). ``words`` replaces the
     grammar with random 2-6 word sequences of those words (for fast tests). Raises ValueError if
     ``root`` holds a corpus made with other parameters, or anything else.
     """
     root = Path(root)
-    params = _parameters(seed, sizes, sample_rate, words, noise_snr_db)
+    params = _parameters(seed, sizes, speakers, sample_rate, words, noise_snr_db)
     splits = {split: root / split for split, size in params["sizes"].items() if size > 0}
     if _check_existing(root, params):
         return splits
@@ -427,11 +435,12 @@ class SyntheticCorpus:
     """
 
     def __init__(self, root: str | os.PathLike, seed: int = 0, sizes: Mapping[str, int] = DEFAULT_SIZES,
+                 speakers: Mapping[str, int] = DEFAULT_SPEAKERS,
                  sample_rate: int = DEFAULT_SAMPLE_RATE, words: Sequence[str] | None = None,
                  noise_snr_db: Sequence[float] = DEFAULT_NOISE_SNR_DB, num_workers: int = 2,
                  progress: bool = True) -> None:
         self.root = Path(root)
-        self.options = dict(seed=seed, sizes=dict(sizes), sample_rate=sample_rate, words=words,
+        self.options = dict(seed=seed, sizes=dict(sizes), speakers=dict(speakers), sample_rate=sample_rate, words=words,
                             noise_snr_db=tuple(noise_snr_db), num_workers=num_workers, progress=progress)
 
     def _manifest(self, split: str) -> Path:
