@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"  # inside the run folder
 LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"  # a link to the best checkpoint by validation WER, made after training
 PREEMPTION_CHECKPOINTS = f"{HPC_PREFIX}*.ckpt"  # in the run folder, written by asr.callbacks.Preemption
 
 
@@ -133,16 +134,21 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return resolved
 
 
-def link_latest(run_dir: Path) -> None:
-    """Point ``<runs>/<name>/latest`` at this run folder (best effort: some file systems have no symlinks)."""
-    latest = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest.{os.getpid()}"
+def link(link_path: Path, target: Path) -> None:
+    """Point ``link_path`` at ``target`` (a sibling), replacing any older link atomically; best effort:
+    some file systems have no symlinks."""
+    tmp = link_path.parent / f".{link_path.name}.{os.getpid()}"
     try:
         tmp.unlink(missing_ok=True)
-        tmp.symlink_to(run_dir.name)
-        os.replace(tmp, latest)
+        tmp.symlink_to(target.name)
+        os.replace(tmp, link_path)
     except OSError as err:
-        log.warning("could not link %s -> %s: %s", latest, run_dir, err)
+        log.warning("could not link %s -> %s: %s", link_path, target, err)
+
+
+def link_latest(run_dir: Path) -> None:
+    """``<runs>/<name>/latest`` -> this run folder."""
+    link(run_dir.parent / "latest", run_dir)
 
 
 def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
@@ -184,6 +190,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
             return {}
         if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_score is not None:
             results["val/wer_best"] = float(trainer.checkpoint_callback.best_model_score)
+            if trainer.is_global_zero:  # checkpoints/best.ckpt -> the best checkpoint by validation WER
+                best_path = Path(trainer.checkpoint_callback.best_model_path)
+                link(best_path.parent / BEST_CHECKPOINT, best_path)
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if cfg.train and trainer.checkpoint_callback else ""
         for metrics in trainer.test(module, datamodule=datamodule, ckpt_path=best or None):
