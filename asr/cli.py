@@ -110,15 +110,18 @@ def _add_window_args(parser: argparse.ArgumentParser) -> None:
                    help="output kept per window of a long recording (default %(default)s)")
     g.add_argument("--context-seconds", type=float, default=d.context,
                    help="audio seen on each side of a window's kept part (default %(default)s)")
+    g.add_argument("--pause-seconds", type=float, default=d.pause,
+                   help="a quiet stretch this long is cut, the speech between cuts recognised alone "
+                        "(default %(default)s; 0: fixed windows only)")
 
 
 def _recognizer(args: argparse.Namespace, options: DecodeOptions) -> Recognizer:
     import torch
 
     try:
-        windows = WindowConfig(args.chunk_seconds, args.context_seconds)
+        windows = WindowConfig(args.chunk_seconds, args.context_seconds, pause=args.pause_seconds)
     except ValueError as err:
-        raise _Fail(f"--chunk-seconds/--context-seconds: {err}") from None
+        raise _Fail(f"--chunk-seconds/--context-seconds/--pause-seconds: {err}") from None
     try:
         device = torch.device("cpu" if args.device == "auto" else args.device)
     except RuntimeError:

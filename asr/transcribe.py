@@ -33,7 +33,7 @@ from asr.decoding import DecodeOptions, Decoder, build_decoder, hypothesis_text,
 from asr.features import frame_lengths
 from asr.model import AcousticModel
 from asr.text import CharTokenizer
-from asr.windows import WindowConfig, run_windows, segment_bounds, stream_log_probs
+from asr.windows import Window, WindowConfig, run_windows, segment_bounds, stream_log_probs
 
 DEFAULT_BATCH_SECONDS = 120.0  # padded audio per inference batch
 
@@ -151,12 +151,20 @@ class Recognizer:
         for group in _batches(short, durations, batch_seconds):
             yield from self._short_batch(paths, group, durations, progress)
         batch_windows = max(1, int(batch_seconds // self.windows.window))
+        space = self.tokenizer.encode(" ")[0]
         for i in (i for i in durations if durations[i] > self.windows.window):
+            done = [0.0]  # seconds reported to progress: pauses are skipped, reported at the end
+
+            def on_window(w: Window) -> None:
+                done[0] += (w.keep_end - w.keep_start) / self.frame_rate
+                progress((w.keep_end - w.keep_start) / self.frame_rate)
+
             try:
                 log_probs = stream_log_probs(
                     paths[i], self.runner, self.sample_rate, samples[i], self.windows, batch_windows,
-                    self.tokenizer.blank,
-                    on_window=(lambda w: progress((w.keep_end - w.keep_start) / self.frame_rate)) if progress else None)
+                    self.tokenizer.blank, on_window=on_window if progress else None, boundary=space)
+                if progress:
+                    progress(max(0.0, durations[i] - done[0]))
                 yield i, Emission(paths[i], log_probs, durations[i])
             except AudioError as err:
                 yield i, err
@@ -191,7 +199,7 @@ class Recognizer:
         space = self.tokenizer.encode(" ")[0]
         pause = round(self.options.word_pause * self.frame_rate)
         texts, timed = [], []
-        for start, end in segment_bounds(log_probs, max_frames, (self.tokenizer.blank, space)):
+        for start, end in segment_bounds(log_probs, max_frames, self.tokenizer.blank, space):
             piece = log_probs[start:end]
             hyp = decoder(piece[None], torch.tensor([end - start]))[0]
             text = hypothesis_text(split_at_pauses(hyp, space, pause), self.tokenizer)

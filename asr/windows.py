@@ -1,16 +1,23 @@
 """Long recordings: a file of any length -> the log-probs of the whole file, computed window by window.
 
-The file is read in overlapping windows (``asr.audio.load_audio`` with a start and a duration, so
-a 2-hour file is never in memory as audio, nor in the model at once). Each window is the span of
-output frames it keeps (``chunk`` seconds) plus ``context`` seconds of audio on each side that the
-model sees but whose output is dropped: the bidirectional LSTM is given both sides of every kept
-frame and no hidden state is carried from one window to the next. Window starts are multiples of
-the model's samples per output frame, so local frame ``k`` of a window is exactly frame
-``first_frame + k`` of the file; the kept spans tile ``[0, total_frames)`` with no gap and no
-overlap, and the merged log-probs have as many frames as the file decoded in one piece. Any
-decoder then reads the merged stream as one, so no word is lost or doubled at a seam.
+The file is first cut at its pauses: stretches of at least ``pause`` seconds whose level stays within
+``PAUSE_MARGIN_DB`` of the recording's noise floor (a quiet percentile of its frame levels). Each
+piece between two cuts goes through the model alone, as the utterances it was trained on did: a
+model trained on single sentences garbles sentences it reads straight after another one (2.7x the
+WER on concatenated synthetic sentences, benchmarks/decoding.py), and the cut costs nothing since
+nobody speaks there. A piece longer than one window is read in overlapping windows (``asr.audio.load_audio``
+with a start and a duration, so a 2-hour file is never in memory as audio, nor in the model at
+once). Each window is the span of output frames it keeps (``chunk`` seconds) plus ``context``
+seconds of audio on each side that the model sees but whose output is dropped: the bidirectional
+LSTM is given both sides of every kept frame and no hidden state is carried from one window to the
+next. Cuts and window starts are multiples of the model's samples per output frame, so local frame
+``k`` of a window is exactly frame ``first_frame + k`` of the file; the kept spans tile
+``[0, total_frames)`` with no gap and no overlap (the few frames a piece's front end loses at a cut
+are blank: they lie in the pause), and the merged log-probs have as many frames as the file
+decoded in one piece. Any decoder then reads the merged stream as one, so no word is lost or
+doubled at a seam.
 
-The merged stream is small (frames x vocab floats: 21 MB for two hours at 25 frames/s and 29
+The merged stream is small (frames x vocab floats: 28 MB for two hours at 33 frames/s and 29
 symbols). Beam search and alignment read it in segments of at most ``segment`` seconds, cut in the
 longest pause (run of blank or space frames) near each limit (:func:`segment_bounds`).
 """
@@ -27,6 +34,17 @@ from asr.audio import load_audio
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: a window no louder than this is digital silence and not run through the model
 SILENT_LOG_PROB = -1e4  # log-prob of every non-blank symbol in a frame of digital silence
+# Pauses. A frame is quiet if its level (mean square, dB) is within PAUSE_MARGIN_DB of the noise floor,
+# the NOISE_FLOOR_QUANTILE of the recording's frame levels (at least FLOOR_MIN_DB: digital silence),
+# and at least MIN_RANGE_DB below its loud frames (LOUD_QUANTILE): a recording with no such range
+# (steady noise, music) has no pauses.
+PAUSE_MARGIN_DB = 10.0
+NOISE_FLOOR_QUANTILE = 0.05
+LOUD_QUANTILE = 0.95
+MIN_RANGE_DB = 20.0
+FLOOR_MIN_DB = -90.0
+LEVEL_BLOCK_SECONDS = 60.0  # the levels are measured reading this much audio at a time
+PIECE_MARGIN_S = 0.1  # quiet kept at each end of a piece, seconds (the synthetic corpus keeps 0.1-0.2 s)
 
 
 @dataclass(frozen=True)
@@ -36,11 +54,12 @@ class WindowConfig:
     chunk: float = 20.0  # output kept per window
     context: float = 4.0  # audio seen on each side of the kept part, output dropped
     segment: float = 30.0  # longest piece of the merged log-probs decoded at once (beam search, alignment)
+    pause: float = 0.25  # a quiet stretch this long is cut in its middle, pieces go through the model alone; 0: no cuts
 
     def __post_init__(self) -> None:
-        if self.chunk <= 0 or self.context < 0 or self.segment <= 0:
+        if self.chunk <= 0 or self.context < 0 or self.segment <= 0 or self.pause < 0:
             raise ValueError(f"window sizes must be positive (chunk {self.chunk}, context {self.context}, "
-                             f"segment {self.segment} seconds)")
+                             f"segment {self.segment}, pause {self.pause} seconds)")
 
     @property
     def window(self) -> float:
@@ -89,6 +108,84 @@ def plan_windows(n_samples: int, samples_per_frame: int, total_frames: int, chun
     return windows
 
 
+def frame_levels(path: str | os.PathLike, sample_rate: int, n_samples: int, samples_per_frame: int) -> torch.Tensor:
+    """``(n_samples // samples_per_frame,)`` level of each output frame's samples, dB (mean square re full scale).
+
+    Reads the file ``LEVEL_BLOCK_SECONDS`` at a time. Raises :class:`~asr.audio.AudioError`.
+    """
+    frames = n_samples // samples_per_frame
+    block = max(1, int(LEVEL_BLOCK_SECONDS * sample_rate) // samples_per_frame)  # frames per read
+    levels = []
+    for first in range(0, frames, block):
+        count = min(block, frames - first)
+        wave = read_span(path, sample_rate, first * samples_per_frame, (first + count) * samples_per_frame)
+        power = wave.view(count, samples_per_frame).double().pow(2).mean(-1)
+        levels.append(10 * torch.log10(power + 1e-12).float())
+    return torch.cat(levels) if levels else torch.zeros(0)
+
+
+def quiet_frames(levels: torch.Tensor) -> list[bool]:
+    """Which frames are quiet: near the recording's noise floor, well below its loud frames."""
+    if levels.numel() == 0:
+        return []
+    floor = max(FLOOR_MIN_DB, float(torch.quantile(levels, NOISE_FLOOR_QUANTILE)))
+    loud = float(torch.quantile(levels, LOUD_QUANTILE))
+    return (levels <= min(floor + PAUSE_MARGIN_DB, loud - MIN_RANGE_DB)).tolist()
+
+
+def pause_cuts(quiet: Sequence[bool], min_frames: int) -> list[int]:
+    """Frame numbers at the middle of each quiet run of at least ``min_frames`` frames that has sound
+    on both sides; increasing."""
+    cuts, run_start = [], None
+    for i, q in enumerate([*quiet, False]):
+        if q and run_start is None:
+            run_start = i
+        elif not q and run_start is not None:
+            if run_start > 0 and i < len(quiet) and i - run_start >= max(1, min_frames):
+                cuts.append((run_start + i) // 2)
+            run_start = None
+    return cuts
+
+
+def speech_pieces(levels: torch.Tensor, quiet: Sequence[bool], cuts: Sequence[int], total_frames: int,
+                  margin_frames: int) -> list[tuple[int, int, int]]:
+    """``(start, end, limit)``: the ``[start, end)`` frames (of ``levels`` and ``quiet``, one per output
+    frame) between consecutive cuts (``limit``: the next
+    cut, or ``total_frames``), trimmed of quiet frames beyond ``margin_frames``
+    at each end (the silence kept around a training utterance) and of all digital silence there
+    (``FLOOR_MIN_DB``: the model never heard it, and its log-mel, far below any noise, would skew the
+    piece's feature normalization); all-quiet pieces are dropped."""
+    bounds = [0, *(c for c in cuts if 0 < c < total_frames), total_frames]
+    silent = (levels <= FLOOR_MIN_DB).tolist()
+    pieces = []
+    for a, b in zip(bounds, bounds[1:]):
+        loud = [i for i in range(a, b) if not quiet[i]]
+        if not loud:
+            continue
+        start, end = loud[0], loud[-1] + 1
+        while start > max(a, loud[0] - margin_frames) and not silent[start - 1]:
+            start -= 1
+        while end < min(b, loud[-1] + 1 + margin_frames) and not silent[end]:
+            end += 1
+        pieces.append((start, end, b))
+    return pieces
+
+
+def plan_pieces(n_samples: int, samples_per_frame: int, total_frames: int, chunk_frames: int,
+                context_frames: int, pieces: Sequence[tuple[int, int, int]]) -> list[Window]:
+    """The windows of ``pieces`` (see :func:`speech_pieces`): a piece up to one window long is one
+    window with no context; a longer one is windowed by :func:`plan_windows`. Kept spans tile each
+    piece and reach on to its ``limit``: a model emits the last symbol of an utterance on its last
+    frames, which may lie past the piece's trimmed end."""
+    windows = []
+    for a, b, limit in pieces:
+        start, end = a * samples_per_frame, n_samples if b == total_frames else b * samples_per_frame
+        for w in plan_windows(end - start, samples_per_frame, b - a, chunk_frames, context_frames):
+            keep_end = limit if w.keep_end == b - a else w.keep_end + a
+            windows.append(Window(w.start + start, w.end + start, w.keep_start + a, keep_end, w.first_frame + a))
+    return windows
+
+
 def blank_log_probs(frames: int, vocab_size: int, blank: int = 0) -> torch.Tensor:
     """``(frames, vocab)`` log-probs of certain blanks: the output for silence."""
     out = torch.full((frames, vocab_size), SILENT_LOG_PROB)
@@ -110,23 +207,37 @@ def read_span(path: str | os.PathLike, sample_rate: int, start: int, end: int) -
 
 def stream_log_probs(path: str | os.PathLike, model: FrameModel, sample_rate: int, n_samples: int,
                      config: WindowConfig, batch_windows: int = 1, blank: int = 0,
-                     on_window: Callable[[Window], None] | None = None) -> torch.Tensor:
+                     on_window: Callable[[Window], None] | None = None, boundary: int | None = None) -> torch.Tensor:
     """The ``(total_frames, vocab)`` log-probs of a long file, computed window by window.
 
     ``batch_windows`` windows go through the model together; ``on_window`` is told about each one
-    done (progress). Raises :class:`~asr.audio.AudioError` if the file cannot be read.
+    done (progress); pauses are blank, with the symbol ``boundary`` (a space: a word ends there) at
+    each cut. Raises :class:`~asr.audio.AudioError` if the file cannot be read.
     """
-    frame_rate = sample_rate / model.samples_per_frame
+    spf = model.samples_per_frame
+    frame_rate = sample_rate / spf
     total = model.output_frames(n_samples)
-    windows = plan_windows(n_samples, model.samples_per_frame, total, max(1, round(config.chunk * frame_rate)),
-                           round(config.context * frame_rate))
-    out = torch.empty(total, model.vocab_size)
+    pieces, out = [(0, total, total)], blank_log_probs(total, model.vocab_size, blank)
+    if config.pause > 0:
+        levels = frame_levels(path, sample_rate, n_samples, spf)[:total]
+        levels = torch.cat([levels, levels[-1:].expand(total - levels.numel())])  # the last partial frame(s)
+        quiet = quiet_frames(levels)
+        cuts = [c for c in pause_cuts(quiet, round(config.pause * frame_rate)) if c < total]
+        pieces = speech_pieces(levels, quiet, cuts, total, round(PIECE_MARGIN_S * frame_rate))
+        if boundary is not None:
+            out[cuts, :] = SILENT_LOG_PROB
+            out[cuts, boundary] = 0.0
+    windows = plan_pieces(n_samples, spf, total, max(1, round(config.chunk * frame_rate)),
+                          round(config.context * frame_rate), pieces)
     for group in _groups(windows, max(1, batch_windows)):
         waves = [read_span(path, sample_rate, w.start, w.end) for w in group]
         for window, log_probs in zip(group, run_windows(model, waves, blank)):
             local = slice(window.keep_start - window.first_frame, window.keep_end - window.first_frame)
-            if local.stop > log_probs.shape[0]:
+            short = local.stop - log_probs.shape[0]
+            if short > 0 and window.end > window.keep_end * spf:  # only a piece ending in a pause may come short
                 raise RuntimeError(f"window {window} gave {log_probs.shape[0]} frames, fewer than it keeps")
+            if short > 0:  # frames past the piece's end lie in the pause: blank
+                log_probs = torch.cat([log_probs, blank_log_probs(short, model.vocab_size, blank)])
             out[window.keep_start : window.keep_end] = log_probs[local]
             if on_window is not None:
                 on_window(window)
@@ -158,24 +269,23 @@ def _groups(items: Sequence[Window], size: int) -> Iterator[Sequence[Window]]:
         yield items[i : i + size]
 
 
-def segment_bounds(log_probs: torch.Tensor, max_frames: int, pauses: Sequence[int]) -> list[tuple[int, int]]:
+def segment_bounds(log_probs: torch.Tensor, max_frames: int, blank: int, space: int) -> list[tuple[int, int]]:
     """Cut ``(frames, vocab)`` log-probs into ``[start, end)`` pieces of at most ``max_frames``.
 
-    Each cut goes in the middle of the longest run of pause frames (best symbol among ``pauses``:
-    blank, space) in the last third of the allowed span, so words are not split; with no pause
-    there, the cut falls at the limit.
+    Each cut goes in the middle of the longest pause (run of frames whose best symbol is blank or
+    space) that holds a space, in the last third of the allowed span, so words are not split; with
+    no such pause there, the longest run of blanks (a word may end there unmarked); with none at
+    all, the cut falls at the limit.
     """
     total = log_probs.shape[0]
     if total <= max_frames:
         return [(0, total)]
     best = log_probs.argmax(-1)
-    pause = torch.zeros(total, dtype=torch.bool)
-    for p in pauses:
-        pause |= best == p
+    pause, word_end = (best == blank) | (best == space), best == space
     bounds, start = [], 0
     while total - start > max_frames:
         lo, hi = start + max(1, 2 * max_frames // 3), start + max_frames
-        cut = _longest_pause_middle(pause[lo:hi])
+        cut = _longest_pause_middle(pause[lo:hi], word_end[lo:hi])
         cut = hi if cut is None else lo + cut
         bounds.append((start, cut))
         start = cut
@@ -183,15 +293,17 @@ def segment_bounds(log_probs: torch.Tensor, max_frames: int, pauses: Sequence[in
     return bounds
 
 
-def _longest_pause_middle(pause: torch.Tensor) -> int | None:
-    """Index of the middle of the longest run of True, or None if there is none."""
-    best_len, best_mid, run_start = 0, None, None
-    values = pause.tolist() + [False]
+def _longest_pause_middle(pause: torch.Tensor, word_end: torch.Tensor) -> int | None:
+    """Index of the middle of the longest run of ``pause`` that holds a ``word_end``, else of the
+    longest run; None if there is no run."""
+    best, run_start = (False, 0, None), None  # (holds a word end, length, middle)
+    values, ends = pause.tolist() + [False], word_end.tolist() + [False]
     for i, p in enumerate(values):
         if p and run_start is None:
             run_start = i
         elif not p and run_start is not None:
-            if i - run_start > best_len:
-                best_len, best_mid = i - run_start, (run_start + i) // 2
+            run = (any(ends[run_start:i]), i - run_start, (run_start + i) // 2)
+            if run[:2] > best[:2]:
+                best = run
             run_start = None
-    return best_mid
+    return best[2]

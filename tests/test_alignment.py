@@ -76,11 +76,12 @@ def test_text_longer_than_its_frames_is_spread_not_crashed():
 @pytest.mark.parametrize("decoder", ["greedy", "beam"])
 def test_timestamps_of_a_long_recording_decoded_in_segments(decoder):
     """Sentences concatenated into ~110 s, decoded in 10-second segments cut at pauses: every word
-    is there once, at its true time."""
+    is there once, at its true time (the sentences have no space between them: ``word_pause`` ends
+    their last words)."""
     sentences = SENTENCES * 8
     log_probs, truth = recording(sentences)
     tiny = ModelConfig(conv=[ConvLayer(2, (3, 3), (2, 2)), ConvLayer(2, (3, 3), (2, 2))], rnn_layers=1, hidden_size=4)
-    recognizer = Recognizer(AcousticModel(len(TOK), model=tiny), TOK, "cpu", options=DecodeOptions(decoder),
+    recognizer = Recognizer(AcousticModel(len(TOK), model=tiny), TOK, "cpu", options=DecodeOptions(decoder, word_pause=0.5),
                             windows=WindowConfig(segment=10.0))
     assert recognizer.frame_rate == FRAME_RATE
     transcript = recognizer.decode(Emission("x.wav", log_probs, len(log_probs) / FRAME_RATE), words=True)

@@ -1,5 +1,9 @@
-"""Long recordings: windows tile the file's frames exactly, seams lose and double nothing, the model
-never sees more than one window, and short or silent audio gives an empty transcript."""
+"""Long recordings: they are cut at pauses and each piece is read alone; windows tile the file's
+frames exactly, seams lose and double nothing, the model never sees more than one window, and short
+or silent audio gives an empty transcript.
+
+Ramp files (a sample holds its own position) test the windowing alone, with pause cuts off
+(``pause=0``): a ramp has no pauses, only a quiet start."""
 
 import math
 
@@ -11,7 +15,7 @@ import torch
 from asr.model import AcousticModel, ConvLayer, ModelConfig
 from asr.text import CharTokenizer
 from asr.transcribe import Recognizer
-from asr.windows import WindowConfig, plan_windows, stream_log_probs
+from asr.windows import WindowConfig, pause_cuts, plan_windows, stream_log_probs
 
 TOK = CharTokenizer()
 RATE = 16_000
@@ -73,7 +77,7 @@ def test_merged_stream_is_the_file_frame_by_frame_with_context_at_every_seam(tmp
     n_samples = 95 * RATE + 123
     path = ramp_file(tmp_path / "ramp.wav", n_samples)
     model = TimeModel()
-    config = WindowConfig(chunk=4.0, context=1.0)  # 100 kept frames, 25 frames of context per side
+    config = WindowConfig(chunk=4.0, context=1.0, pause=0)  # 100 kept frames, 25 frames of context per side
     log_probs = stream_log_probs(path, model, RATE, n_samples, config, batch_windows=3)
     total = n_samples // SPF + 1
     assert log_probs.shape == (total, len(TOK))
@@ -103,7 +107,7 @@ def test_words_cut_by_window_seams_are_decoded_once(tmp_path):
     n_samples = (len(labels) + 40) * SPF
     labels += [0] * 41
     path = ramp_file(tmp_path / "words.wav", n_samples)
-    recognizer = _recognizer(chunk=2.0, context=0.5, segment=7.0)
+    recognizer = _recognizer(chunk=2.0, context=0.5, segment=7.0, pause=0)
     recognizer.runner = TimeModel(labels)
     transcript = recognizer.transcribe(path, words=True)
     assert transcript.text == " ".join(words)
@@ -146,3 +150,55 @@ def test_audio_shorter_than_a_frame_and_silence_give_empty_transcripts(tmp_path)
                                 words=True)
     assert [(t.text, t.words) for t in out] == [("", [])] * 3
     assert model.calls == [], "silence never reaches the model"
+
+
+def test_pause_cuts_fall_in_the_middle_of_long_enough_quiet_runs_between_sounds():
+    quiet = [True] * 5 + [False] * 10 + [True] * 8 + [False] * 3 + [True] * 3 + [False] * 4 + [True] * 20
+    assert pause_cuts(quiet, 8) == [19], "runs at either end, or shorter than 8 frames, are not cut"
+    assert pause_cuts(quiet, 3) == [19, 27]
+
+
+class ConstantModel:
+    """Outputs the symbol 2 ("a") on every frame."""
+
+    samples_per_frame, vocab_size = SPF, len(TOK)
+
+    def output_frames(self, n_samples: int) -> int:
+        return n_samples // SPF + 1
+
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = [self.output_frames(int(n)) for n in lengths]
+        out = torch.full((len(frames), max(frames), self.vocab_size), -30.0)
+        out[:, :, 2] = 0.0
+        return out, torch.tensor(frames)
+
+
+def test_a_long_recording_is_cut_at_its_pauses_and_each_piece_read_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    wave = 1e-3 * rng.standard_normal(41 * RATE)  # noise floor at -60 dBFS
+    sounds = [(2.0, 5.0), (5.6, 9.0), (9.3, 40.0)]  # seconds; pauses of 0.6 s and 0.3 s between them
+    for a, b in sounds:
+        t = np.arange(int((b - a) * RATE)) / RATE
+        wave[int(a * RATE) : int(a * RATE) + t.size] += 0.3 * np.sin(2 * np.pi * 440 * t)
+    wave[int(5.1 * RATE) : int(5.5 * RATE)] = 0.0  # digital silence inside the first pause
+    path = tmp_path / "talk.flac"
+    sf.write(path, wave, RATE, subtype="PCM_24")
+    windows = []
+    config = WindowConfig(chunk=20.0, context=4.0, pause=0.25)
+    space = TOK.encode(" ")[0]
+    log_probs = stream_log_probs(path, ConstantModel(), RATE, wave.size, config, on_window=windows.append,
+                                 boundary=space)
+    frame = lambda seconds: int(seconds * RATE / SPF)  # noqa: E731
+    for gap_middle in (5.3, 9.15):
+        assert not any(w.start < gap_middle * RATE < w.end for w in windows), "no window reads across a pause"
+    assert min(w.start for w in windows) >= (2.0 - 0.1) * RATE - SPF, "the quiet start is not read"
+    assert not any(w.start < 5.5 * RATE - SPF and w.end > 5.1 * RATE for w in windows), "nor digital silence"
+    long_piece = [w for w in windows if w.start >= 9.0 * RATE]
+    assert len(long_piece) == 2 and max(w.end - w.start for w in windows) <= 28 * RATE + SPF, \
+        "a piece longer than a window is windowed"
+    best = log_probs.argmax(-1)
+    assert best.shape[0] == wave.size // SPF + 1
+    assert best[frame(1.0)] == 0 and best[frame(5.2)] == 0 and best[frame(40.6)] == 0, "pauses are blank"
+    assert (best == space).sum() == 2, "one word boundary at each cut"
+    for a, b in sounds:
+        assert (best[frame(a) + 1 : frame(b) - 1] == 2).all(), "every frame of sound comes from the model"
