@@ -44,7 +44,9 @@ class SpecAugmentConfig:
     freq_width: int = 27  # maximum width of each, in mel bins
     time_masks: int = 2  # number of time masks
     time_width: int = 40  # maximum width of each, in frames
-    max_time_fraction: float = 0.2  # a time mask covers at most this fraction of the frames
+    # torchaudio's p: one mask covers at most this fraction of the axis it masks (the padded batch's
+    # frames for time masks, the mel bins for frequency masks: with 40 mels, at most 8 bins)
+    max_time_fraction: float = 0.2
 
 
 def frame_lengths(lengths: torch.Tensor, hop_length: int) -> torch.Tensor:

@@ -45,7 +45,7 @@ from asr.data.manifest import from_librispeech, write_manifest
 SPLITS = ("train", "dev", "test")
 # Evaluation splits are drawn first, so they stay the same whatever the size of train.
 PLAN_ORDER = ("test", "dev", "train")
-DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 3000, "dev": 200, "test": 300})
+DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 6000, "dev": 200, "test": 300})  # as conf/data/synthetic.yaml
 DEFAULT_SAMPLE_RATE = 16_000  # Hz
 DEFAULT_NOISE_SNR_DB = (25.0, 45.0)  # range of the white-noise signal-to-noise ratio, dB
 FORMAT_VERSION = 1  # bump when the same parameters would give different files
@@ -56,7 +56,7 @@ TEST_VARIANTS = ("Annie", "f2", "f5", "m4", "m7", "m8", "Nguyen", "Reed", "travi
 DEV_VARIANTS = ("Andrea", "f3", "shelby", "m2", "Mike", "mike2", "boris", "ed", "victor")
 TRAIN_VARIANTS = tuple(v for v in espeak.SPEECH_VARIANTS if v not in TEST_VARIANTS + DEV_VARIANTS)
 VARIANT_POOLS = MappingProxyType({"train": TRAIN_VARIANTS, "dev": DEV_VARIANTS, "test": TEST_VARIANTS})
-DEFAULT_SPEAKERS: Mapping[str, int] = MappingProxyType({"train": 60, "dev": 10, "test": 10})  # at most one per utterance
+DEFAULT_SPEAKERS: Mapping[str, int] = MappingProxyType({"train": 240, "dev": 10, "test": 10})  # at most one per utterance
 FIRST_SPEAKER_ID = 100  # speaker ids count up from here across the splits, as in LibriSpeech
 FIRST_CHAPTER_ID = 1000  # likewise for chapter ids
 MAX_UTTERANCES_PER_CHAPTER = 40
