@@ -7,8 +7,8 @@ first frame of its first character and ends after the last frame of its last one
 (frame / output frame rate, plus the segment's offset). Its confidence is the mean posterior
 probability of the aligned symbol over the word's frames (0-1).
 
-CTC emits each character as a short spike, so times are accurate to about a frame or two (40 ms
-frames for the default model) around where the model chose to fire, not the acoustic onset.
+CTC emits each character as a short spike, so times are accurate to about a frame or two (30 ms
+frames for the small model) around where the model chose to fire, not the acoustic onset.
 """
 
 from __future__ import annotations
