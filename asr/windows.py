@@ -1,21 +1,22 @@
 """Long recordings: a file of any length -> the log-probs of the whole file, computed window by window.
 
-The file is first cut at its pauses: stretches of at least ``pause`` seconds whose level stays within
-``PAUSE_MARGIN_DB`` of the recording's noise floor (a quiet percentile of its frame levels). Each
-piece between two cuts goes through the model alone, as the utterances it was trained on did: a
-model trained on single sentences garbles sentences it reads straight after another one (2.7x the
-WER on concatenated synthetic sentences, benchmarks/decoding.py), and the cut costs nothing since
-nobody speaks there. A piece longer than one window is read in overlapping windows (``asr.audio.load_audio``
-with a start and a duration, so a 2-hour file is never in memory as audio, nor in the model at
-once). Each window is the span of output frames it keeps (``chunk`` seconds) plus ``context``
-seconds of audio on each side that the model sees but whose output is dropped: the bidirectional
-LSTM is given both sides of every kept frame and no hidden state is carried from one window to the
-next. Cuts and window starts are multiples of the model's samples per output frame, so local frame
-``k`` of a window is exactly frame ``first_frame + k`` of the file; the kept spans tile
-``[0, total_frames)`` with no gap and no overlap (the few frames a piece's front end loses at a cut
-are blank: they lie in the pause), and the merged log-probs have as many frames as the file
-decoded in one piece. Any decoder then reads the merged stream as one, so no word is lost or
-doubled at a seam.
+The file is first cut at its pauses: stretches of at least ``pause`` seconds whose level stays near
+the recording's noise floor (:func:`quiet_frames`). Each piece between two cuts, trimmed to a little
+quiet at each end, goes through the model alone, as the utterances it was trained on did: a model
+trained on single sentences garbles a sentence it reads straight after another one (54 % WER on a
+recording of concatenated synthetic sentences read in fixed windows, 16.5 % on the same sentences
+one by one: benchmarks/README.md), and the cut costs nothing since nobody speaks there. Frames of
+the pauses are blank, with a word boundary at each cut.
+
+A piece longer than one window is read in overlapping windows (``asr.audio.load_audio`` with a start
+and a duration, so a 2-hour file is never in memory as audio, nor in the model at once). Each window
+is the span of output frames it keeps (``chunk`` seconds) plus ``context`` seconds of audio on each
+side that the model sees but whose output is dropped: the bidirectional LSTM is given both sides of
+every kept frame and no hidden state is carried from one window to the next. Cuts and window starts
+are multiples of the model's samples per output frame, so local frame ``k`` of a window is exactly
+frame ``first_frame + k`` of the file; the kept spans tile each piece with no gap and no overlap,
+and the merged log-probs have as many frames as the file decoded in one piece. Any decoder then
+reads the merged stream as one, so no word is lost or doubled at a seam.
 
 The merged stream is small (frames x vocab floats: 28 MB for two hours at 33 frames/s and 29
 symbols). Beam search and alignment read it in segments of at most ``segment`` seconds, cut in the
@@ -149,12 +150,13 @@ def pause_cuts(quiet: Sequence[bool], min_frames: int) -> list[int]:
 
 def speech_pieces(levels: torch.Tensor, quiet: Sequence[bool], cuts: Sequence[int], total_frames: int,
                   margin_frames: int) -> list[tuple[int, int, int]]:
-    """``(start, end, limit)``: the ``[start, end)`` frames (of ``levels`` and ``quiet``, one per output
-    frame) between consecutive cuts (``limit``: the next
-    cut, or ``total_frames``), trimmed of quiet frames beyond ``margin_frames``
-    at each end (the silence kept around a training utterance) and of all digital silence there
-    (``FLOOR_MIN_DB``: the model never heard it, and its log-mel, far below any noise, would skew the
-    piece's feature normalization); all-quiet pieces are dropped."""
+    """The speech between consecutive cuts, as ``(start, end, limit)`` frame numbers (``levels`` and
+    ``quiet`` have one entry per output frame; ``limit``: the next cut, or ``total_frames``).
+
+    Each piece is trimmed of its quiet frames beyond ``margin_frames`` at each end (the silence kept
+    around a training utterance) and of all digital silence there (``FLOOR_MIN_DB``: the model never
+    heard it, and its log-mel, far below any noise, would skew the piece's feature normalization);
+    all-quiet pieces are dropped."""
     bounds = [0, *(c for c in cuts if 0 < c < total_frames), total_frames]
     silent = (levels <= FLOOR_MIN_DB).tolist()
     pieces = []
