@@ -144,6 +144,22 @@ def test_an_interrupted_run_leaves_no_corpus(tmp_path: Path, monkeypatch: pytest
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_script_without_a_main_guard_gets_a_clear_error_and_no_corpus(tmp_path: Path) -> None:
+    """Spawned workers run the calling script again; the user is told to add the guard."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "make_corpus.py"
+    script.write_text("from asr.data.corpora.synthetic import generate\n"
+                      f"generate({str(tmp_path / 'corpus')!r}, sizes={{'train': 4, 'dev': 2, 'test': 2}}, "
+                      "speakers={'train': 2, 'dev': 1, 'test': 1}, words=['yes', 'no'], num_workers=1, progress=False)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode != 0
+    assert "CorpusError" in result.stderr and 'if __name__ == "__main__":' in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["make_corpus.py"], "no corpus, no half-built folder"
+
+
 def test_invalid_arguments_raise(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         _generate(tmp_path / "a", sizes={"validation": 3})

@@ -31,6 +31,7 @@ import shutil
 import signal
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -274,6 +275,11 @@ def _render_all(jobs: Sequence[_Job], root: Path, num_workers: int, progress: bo
             for future in as_completed(futures):
                 for index, durations[index] in future.result():
                     bar.update()
+        except BrokenProcessPool:
+            # Most often: called at the top level of a script, which each spawned worker runs again.
+            raise CorpusError("a synthesis worker process died; when generating from a Python script, call it under "
+                              "`if __name__ == \"__main__\":` (workers are started with spawn), or set "
+                              "data.corpus.num_workers=0") from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return durations
