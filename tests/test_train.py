@@ -33,13 +33,13 @@ def _column(metrics_csv, name):
 def test_training_learns_to_transcribe_unseen_voices(corpus_overrides, tmp_path):
     untrained = train(compose_config(*corpus_overrides, "logger=none", "train=false"), tmp_path / "untrained")
     start_wer = untrained["test/test/wer"]
-    results = train(compose_config(*corpus_overrides, "logger=csv", "trainer.max_epochs=20"), tmp_path / "run")
+    results = train(compose_config(*corpus_overrides, "logger=csv", "trainer.max_epochs=30"), tmp_path / "run")
 
     losses = _column(tmp_path / "run" / "metrics.csv", "train/loss")
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3  # train losses are noisy: average a few
     assert last < 0.25 * first, f"training loss did not fall enough: {first:.1f} -> {last:.1f}"
     assert start_wer > 0.9
-    assert results["test/test/wer"] < 0.35, f"test WER {results['test/test/wer']:.1%} on unseen voices"
+    assert results["test/test/wer"] < 0.25, f"test WER {results['test/test/wer']:.1%} on unseen voices"
     folder = tmp_path / "run" / "checkpoints"
     assert (folder / "last.ckpt").is_file()
     best = (folder / "best.ckpt").resolve()  # a link to the best checkpoint by validation WER
