@@ -7,7 +7,7 @@
    ``scripts/tune_lm.py`` does), and reports test WER/CER for greedy and for beam search + LM.
 2. Concatenates held-out test sentences into one recording of ``--long-minutes`` (with ``--gap``
    seconds of silence between sentences, beside the corpus's own 0.1-0.2 s margins) and compares
-   the WER of the long-file path (overlapping windows, merged by frame time) with the WER of the
+   the WER of the long-file path (cut at pauses, each piece read alone, merged by frame time) with the WER of the
    same sentences decoded one by one; it also measures the word timestamps against the true
    speech onset and offset of each sentence (where the first and last word were recognised).
 3. Measures the real-time factor (processing seconds / audio seconds: reading, features and model,
