@@ -3,10 +3,17 @@
 A checkpoint describes itself (``checkpoint_metadata``, stored by ``ASRModule.on_save_checkpoint``): the architecture, the
 tokenizer and the resolved run config travel with the weights, so no config file is needed to
 rebuild the model.
+
+Writing and checking files: ``save_checkpoint_file`` (a checkpoint dict -> a file that is either
+whole or absent under its name, used by ``asr.checkpoint_io.AtomicCheckpointIO`` for every file
+training writes) and ``check_resumable`` (a path -> nothing, or a one-line CheckpointError when it
+is truncated, unreadable or not a training checkpoint). This module does not import Lightning.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +21,16 @@ from typing import Any
 
 import torch
 
+from asr.files import atomic_write
 from asr.model import AcousticModel
 from asr.text import CharTokenizer
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_KEY = "asr"  # the entry of a Lightning checkpoint that makes it self-describing
 CHECKPOINT_FORMAT = 1
+RESUME_KEYS = ("state_dict", "optimizer_states", "loops")  # what Lightning's fit needs to continue from a file
+PARTIAL_WRITES = ".*.ckpt.*.tmp"  # asr.files.atomic_write's temporary files of checkpoints that a kill interrupted
 
 
 class CheckpointError(ValueError):
@@ -38,6 +50,46 @@ def checkpoint_metadata(model: AcousticModel, tokenizer: CharTokenizer, config: 
     return {"format": CHECKPOINT_FORMAT, "model": model.config_dict(), "tokenizer": tokenizer.to_dict(), "config": config}
 
 
+def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the folder of ``path``, flushed, fsync'ed and renamed over
+    ``path``: a process killed at any point leaves the previous file (or none) under ``path``, never
+    part of the new one. The file gets the permissions a plain ``open`` would give it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_write(path, "wb") as f:
+        os.chmod(f.fileno(), 0o666 & ~umask)  # the temporary file is private to its writer
+        torch.save(checkpoint, f)
+
+
+def remove_partial_writes(folder: str | os.PathLike) -> None:
+    """Delete the temporary files of checkpoint writes that a kill interrupted in ``folder``: call it
+    only from the one process that writes checkpoints there."""
+    for tmp in Path(folder).glob(PARTIAL_WRITES):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            log.info("removed %s, left by an interrupted checkpoint write", tmp)
+
+
+def check_resumable(path: str | os.PathLike) -> None:
+    """Raise CheckpointError (one line naming ``path``) unless training can continue from it: it
+    loads as Lightning loads it on resume (``weights_only``; memory-mapped, so tensors are not read)
+    and holds the weights, optimizer states and loop counters. A truncated file fails here: its zip
+    directory, at the end, is missing."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({_first_line(err)})") from None
+    missing = [k for k in RESUME_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint to resume from (no {', '.join(missing)}); "
+                              "use last.ckpt or a checkpoint of scripts/train.py's checkpoints/ folder")
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0][:200]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Rebuild the model of a training checkpoint. Raises CheckpointError with the path on bad input."""
     path = Path(path)
@@ -46,15 +98,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for non-checkpoint files
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
-    if meta is None:
+    if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: not an asr checkpoint (no {CHECKPOINT_KEY!r} entry); use one written by scripts/train.py")
     if meta.get("format", 0) > CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: written by a newer asr (format {meta['format']}); upgrade asr to load it")
-    model = AcousticModel.from_config_dict(meta["model"])
-    prefix = "model."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    model.load_state_dict(state)
+    try:
+        model = AcousticModel.from_config_dict(meta["model"])
+        prefix = "model."
+        state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        model.load_state_dict(state)
+        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+    except Exception as err:  # a damaged or hand-made file: missing entries, wrong types or shapes
+        raise CheckpointError(f"{path}: a damaged asr checkpoint ({type(err).__name__}: {_first_line(err)}); "
+                              "use one written by scripts/train.py") from None
     model.eval()
-    return LoadedCheckpoint(model, CharTokenizer.from_dict(meta["tokenizer"]), meta.get("config", {}), path)
+    return LoadedCheckpoint(model, tokenizer, meta.get("config", {}), path)

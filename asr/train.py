@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr.callbacks import HPC_PREFIX, Preempted
-from asr.checkpoint import CheckpointError
+from asr.checkpoint import CheckpointError, check_resumable
+from asr.checkpoint_io import AtomicCheckpointIO
 from asr.data.corpora.base import CorpusError
 from asr.data.datamodule import ASRDataModule
 from asr.data.manifest import ManifestError
@@ -84,19 +85,31 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoints a run folder can be continued from: preemption checkpoints and last.ckpt."""
-    return [*run_dir.glob(PREEMPTION_CHECKPOINTS), *run_dir.glob(f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}")]
+    """Checkpoints a run folder can be continued from: preemption checkpoints, last.ckpt and the
+    top-k (links such as best.ckpt left out: their targets are in the list)."""
+    paths = [*run_dir.glob(PREEMPTION_CHECKPOINTS), *run_dir.glob(f"{CHECKPOINT_DIR}/*.ckpt")]
+    return [p for p in paths if p.is_file() and not p.is_symlink()]
 
 
 def _newest(paths: list[Path]) -> str | None:
-    return str(max(paths, key=lambda p: p.stat().st_mtime)) if paths else None
+    """The newest checkpoint that training can continue from; each newer one that cannot (a kill
+    during its write, a damaged disk) is one warning line naming it."""
+    for path in sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            check_resumable(path)
+        except CheckpointError as err:
+            log.warning("%s: skipped, trying the next newest checkpoint", err)
+            continue
+        return str(path)
+    return None
 
 
 def find_resume_checkpoint(resume: str | None, runs_dir: Path, run_dir: Path | None = None) -> str | None:
     """``None`` -> start fresh, unless ``run_dir`` already holds checkpoints: then it is a run being
     continued (a requeued SLURM job, whose folder is named after its job id) and its newest
-    checkpoint is used; ``"auto"`` -> the newest preemption or last checkpoint of any run under
-    ``runs_dir`` (or fresh if none); a path -> that checkpoint, which must exist."""
+    checkpoint is used; ``"auto"`` -> the newest checkpoint of any run under ``runs_dir`` (or fresh
+    if none); a path -> that checkpoint, which must exist and load (else a one-line error). Found
+    checkpoints are checked (``check_resumable``): a truncated one gives way to the next newest."""
     if not resume:
         found = _newest(run_checkpoints(run_dir)) if run_dir is not None else None
         if found:
@@ -109,6 +122,7 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, run_dir: Path | N
         return found
     if not Path(resume).is_file():
         raise FileNotFoundError(f"resume={resume}: no such checkpoint; use resume=auto or a path to a .ckpt file")
+    check_resumable(resume)
     return resume
 
 
@@ -169,7 +183,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     if not loggers:  # nothing to send learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, default_root_dir=str(run_dir), callbacks=callbacks,
-                                     logger=loggers or False)
+                                     logger=loggers or False, plugins=[AtomicCheckpointIO(run_dir)])  # kill-safe writes
     for logger in trainer.loggers:  # the resolved config: W&B's run config, CSV's hparams.yaml, TensorBoard's hparams
         logger.log_hyperparams(run_config)
     # The checkpoint folder holds our config.yaml from the start; that is not a stale run.
