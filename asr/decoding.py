@@ -125,10 +125,16 @@ class DecodeOptions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "options") -> DecodeOptions:
+        from asr.config import ConfigError, signature_schema, typed  # the schema of every config in asr
+
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise DecodeOptionsError(f"{source}: unknown decoding option(s) {', '.join(unknown)}")
-        return cls(**d)
+        try:  # types first (a number given as text), then __post_init__'s ranges
+            checked = typed(signature_schema(cls, target=False), d, "")
+        except ConfigError as err:
+            raise DecodeOptionsError(f"{source}: {err}") from None
+        return cls(**dataclasses.asdict(checked))
 
 
 # --- greedy ---------------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ import torchaudio.transforms as T
 from torch import nn
 
 
+NORMALIZATIONS = ("utterance", "none")
+
+
 @dataclass
 class FeatureConfig:
     """Log-mel front end. Times are in samples at ``sample_rate``."""
@@ -29,6 +32,21 @@ class FeatureConfig:
     f_max: float | None = None  # Hz; None = sample_rate / 2
     log_floor: float = 1e-6  # added to the mel energies before the log
     normalize: str = "utterance"  # "utterance": zero mean, unit variance per utterance and mel bin; "none"
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length={self.win_length}: must be at most n_fft={self.n_fft}")
+        nyquist = self.sample_rate / 2
+        if not 0 <= self.f_min < (self.f_max or nyquist) <= nyquist:
+            raise ValueError(f"f_min={self.f_min}, f_max={self.f_max}: need 0 <= f_min < f_max <= sample_rate / 2 "
+                             f"({nyquist:g} Hz; f_max null = sample_rate / 2)")
+        if not self.log_floor > 0:
+            raise ValueError(f"log_floor={self.log_floor}: must be positive")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize={self.normalize}: must be one of {', '.join(NORMALIZATIONS)}")
 
     @property
     def frame_rate(self) -> float:
@@ -47,6 +65,13 @@ class SpecAugmentConfig:
     # torchaudio's p: one mask covers at most this fraction of the axis it masks (the padded batch's
     # frames for time masks, the mel bins for frequency masks: with 40 mels, at most 8 bins)
     max_time_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
+        if not 0 < self.max_time_fraction <= 1:
+            raise ValueError(f"max_time_fraction={self.max_time_fraction}: must be in (0, 1]")
 
 
 def frame_lengths(lengths: torch.Tensor, hop_length: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from asr.features import FeatureConfig, LogMel, SpecAugment, SpecAugmentConfig, time_mask
-from asr.lstm import build_rnn
+from asr.lstm import RNN_IMPLS, build_rnn
 
 
 @dataclass
@@ -32,20 +32,40 @@ class ConvLayer:
     kernel: tuple[int, int]  # (time, freq)
     stride: tuple[int, int]  # (time, freq)
 
+    def __post_init__(self) -> None:
+        self.kernel, self.stride = tuple(self.kernel), tuple(self.stride)  # a config gives lists
+        if self.channels < 1:
+            raise ValueError(f"conv channels={self.channels}: must be at least 1")
+        for name in ("kernel", "stride"):
+            value = getattr(self, name)
+            if len(value) != 2 or min(value) < 1:
+                raise ValueError(f"conv {name}={list(value)}: must be two numbers >= 1, [time, mel]")
+
 
 def _default_conv() -> list[ConvLayer]:
-    return [ConvLayer(32, (3, 3), (2, 2)), ConvLayer(32, (3, 3), (2, 2))]
+    # Time stride 3 in all: 33 output frames/s, two per character of fast speech.
+    return [ConvLayer(16, (5, 3), (3, 2)), ConvLayer(16, (3, 3), (1, 2))]
 
 
 @dataclass
 class ModelConfig:
-    """Sizes of the acoustic model (the front end is in FeatureConfig)."""
+    """Sizes of the acoustic model (the front end is in FeatureConfig). The defaults are the small
+    model (4.0 M parameters with 40 mels) that trains on 2 CPU cores: conf/model/small.yaml."""
 
     conv: list[ConvLayer] = field(default_factory=_default_conv)
     rnn_layers: int = 3
     hidden_size: int = 256  # LSTM units per direction
     dropout: float = 0.1  # between LSTM layers and before the output layer
     rnn_impl: str = "auto"  # auto (= split) | split: per-direction LSTMs, fast on GPUs | packed: nn.LSTM on packed sequences
+
+    def __post_init__(self) -> None:
+        for name in ("rnn_layers", "hidden_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout}: must be in [0, 1)")
+        if self.rnn_impl not in RNN_IMPLS:
+            raise ValueError(f"rnn_impl={self.rnn_impl}: must be one of {', '.join(RNN_IMPLS)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:

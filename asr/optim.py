@@ -9,17 +9,37 @@ from typing import Iterable
 import torch
 
 
+SCHEDULES = ("cosine", "inverse_sqrt", "constant")
+
+
 @dataclass
 class OptimConfig:
     """AdamW and its schedule. Steps are optimizer steps."""
 
-    lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
+    lr: float = 1.5e-3  # peak learning rate, reached at the end of warm-up
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
     weight_decay: float = 1e-2
-    warmup_steps: int = 500
+    warmup_steps: int = 300
     schedule: str = "cosine"  # cosine: to min_lr_ratio * lr at the last step | inverse_sqrt | constant
     min_lr_ratio: float = 0.05  # floor of the decay, as a fraction of lr
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # a config gives a list
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr}: must be a positive learning rate, e.g. 1e-3")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas={list(self.betas)}: must be two numbers in [0, 1)")
+        if not self.eps > 0:
+            raise ValueError(f"eps={self.eps}: must be positive")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay={self.weight_decay}: must be >= 0")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps}: must be >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule}: must be one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:

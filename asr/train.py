@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from asr.callbacks import HPC_PREFIX, Preempted
+from asr.config import ConfigError, built, validate
 from asr.checkpoint import CheckpointError, check_resumable
 from asr.checkpoint_io import AtomicCheckpointIO
 from asr.data.corpora.base import CorpusError
@@ -44,7 +45,7 @@ class LaunchError(ValueError):
 
 
 # Errors caused by the command line or the data, reported by scripts/train.py as one line.
-USER_ERRORS = (CorpusError, ManifestError, CheckpointError, LaunchError, FileNotFoundError)
+USER_ERRORS = (ConfigError, CorpusError, ManifestError, CheckpointError, LaunchError, FileNotFoundError)
 
 
 def build_tokenizer(cfg: DictConfig) -> CharTokenizer:
@@ -72,14 +73,14 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         if spec is None:
             continue
         extra = {"dirpath": str(run_dir / CHECKPOINT_DIR)} if name == "checkpoint" else {}
-        callbacks.append(instantiate(spec, **extra))
+        callbacks.append(built(spec, f"callbacks.{name}", **extra))
     return callbacks
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
     loggers = []
-    for spec in (cfg or {}).values():
-        if spec is not None and (logger := instantiate(spec, save_dir=str(run_dir))) is not None:
+    for name, spec in (cfg or {}).items():
+        if spec is not None and (logger := built(spec, f"logger.{name}", save_dir=str(run_dir))) is not None:
             loggers.append(logger)
     return loggers
 
@@ -166,7 +167,9 @@ def link_latest(run_dir: Path) -> None:
 
 
 def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
-    """Train and/or test as ``cfg`` says; return the final metrics (test WER/CER per set, best val WER)."""
+    """Train and/or test as ``cfg`` says; return the final metrics (test WER/CER per set, best val WER).
+    A bad value in ``cfg`` is a ConfigError (one line) before anything is built."""
+    validate(cfg)
     run_dir = Path(run_dir).resolve()
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = build_tokenizer(cfg.text)
@@ -182,8 +185,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     callbacks = build_callbacks(cfg.callbacks, run_dir)
     if not loggers:  # nothing to send learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, default_root_dir=str(run_dir), callbacks=callbacks,
-                                     logger=loggers or False, plugins=[AtomicCheckpointIO(run_dir)])  # kill-safe writes
+    trainer: L.Trainer = built(cfg.trainer, "trainer", default_root_dir=str(run_dir), callbacks=callbacks,
+                               logger=loggers or False, plugins=[AtomicCheckpointIO(run_dir)])  # kill-safe writes
     for logger in trainer.loggers:  # the resolved config: W&B's run config, CSV's hparams.yaml, TensorBoard's hparams
         logger.log_hyperparams(run_config)
     # The checkpoint folder holds our config.yaml from the start; that is not a stale run.

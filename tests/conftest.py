@@ -10,6 +10,7 @@ import soundfile as sf
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import asr.config  # noqa: F401 - registers the config schemas that conf/ builds on
 from asr.data.manifest import Utterance, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,8 +34,32 @@ log = logging.getLogger(__name__)
 _SEED_STRIDE = 1_000_003  # DataLoader generator seed = seed * stride + (epoch + 1 for training, 0 for evaluation)
 
 
+def check_data_options(batch_seconds: float = 1.0, eval_batch_seconds: float | None = None, num_buckets: int = 1,
+                       max_batch_size: int | None = None, num_workers: int = 0, min_duration: float = 0.0,
+                       max_duration: float = 1.0, speeds: Sequence[float] = (1.0,), sortagrad_epochs: int = 0,
+                       train_splits: Sequence[str] = ("train",), val_splits: Sequence[str] = ("dev",),
+                       test_splits: Sequence[str] = ("test",), **_: Any) -> None:
+    """Raise ValueError (``<option>=<value>: what is allowed``) for options that cannot work."""
+    for name, value in (("batch_seconds", batch_seconds), ("eval_batch_seconds", eval_batch_seconds),
+                        ("max_duration", max_duration)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name}={value}: must be a positive number of seconds")
+    for name, value, low in (("num_buckets", num_buckets, 1), ("max_batch_size", max_batch_size, 1),
+                             ("num_workers", num_workers, 0), ("sortagrad_epochs", sortagrad_epochs, 0)):
+        if value is not None and value < low:
+            raise ValueError(f"{name}={value}: must be at least {low}")
+    if not 0 <= min_duration < max_duration:
+        raise ValueError(f"min_duration={min_duration}: must be >= 0 and below max_duration={max_duration}")
+    if not speeds or any(not s > 0 for s in speeds):
+        raise ValueError(f"speeds={list(speeds)}: must be a non-empty list of positive factors ([1.0]: none)")
+    for name, splits in (("train_splits", train_splits), ("val_splits", val_splits)):
+        if not splits:
+            raise ValueError(f"{name}=[]: name at least one split of the corpus")
+
+
 class ASRDataModule(L.LightningDataModule):
-    """Args mirror ``conf/data/*.yaml``; durations and budgets are in seconds."""
+    """Args are ``data.*`` of the config (``conf/data/*.yaml`` override these defaults, the one
+    home of them: asr.config derives the data schema from this signature); seconds throughout."""
 
     def __init__(
         self,
@@ -45,19 +69,23 @@ class ASRDataModule(L.LightningDataModule):
         train_splits: Sequence[str] = ("train",),
         val_splits: Sequence[str] = ("dev",),
         test_splits: Sequence[str] = ("test",),
-        batch_seconds: float = 200.0,
-        eval_batch_seconds: float | None = None,
-        num_buckets: int = 20,
-        max_batch_size: int | None = None,
-        num_workers: int = 2,
-        min_duration: float = 0.1,
+        batch_seconds: float = 200.0,  # padded audio seconds per training batch (per device)
+        eval_batch_seconds: float | None = None,  # per evaluation batch; None = batch_seconds
+        num_buckets: int = 20,  # duration buckets; more buckets, less padding
+        max_batch_size: int | None = None,  # utterances per batch at most; None = no limit
+        num_workers: int = 2,  # DataLoader processes reading audio (0: in the training process)
+        min_duration: float = 0.2,  # seconds; training utterances outside [min, max] are left out
         max_duration: float = 30.0,
-        speeds: Sequence[float] = (1.0,),
-        sortagrad_epochs: int = 0,
+        speeds: Sequence[float] = (1.0,),  # speed perturbation factors, one drawn per utterance and epoch
+        sortagrad_epochs: int = 0,  # epochs that go from short to long utterances before shuffling
         seed: int = 0,
         pin_memory: bool = True,
         output_frame_rate: float | None = None,
     ) -> None:
+        check_data_options(batch_seconds=batch_seconds, eval_batch_seconds=eval_batch_seconds, num_buckets=num_buckets,
+                           max_batch_size=max_batch_size, num_workers=num_workers, min_duration=min_duration,
+                           max_duration=max_duration, speeds=speeds, sortagrad_epochs=sortagrad_epochs,
+                           train_splits=train_splits, val_splits=val_splits, test_splits=test_splits)
         super().__init__()
         self.corpus = corpus
         self.tokenizer = tokenizer
