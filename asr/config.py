@@ -164,6 +164,15 @@ def register() -> None:
 register()
 
 
+def compose_config(*overrides: str, config_name: str = "train") -> DictConfig:
+    """The composed config of ``conf/<config_name>.yaml`` with Hydra ``overrides``, as scripts/train.py
+    would get it (for tests, notebooks and benchmarks; not checked: :func:`validate` does that)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
 # --- checks ----------------------------------------------------------------------------------------
 
 
@@ -328,16 +337,12 @@ def check_command_line(config_name: str, program: str, argv: Sequence[str] | Non
     ``<program>: error: <one line>`` to stderr and exit with status 2. Command lines for Hydra itself
     (``--help``, ``--cfg``, ``-m`` sweeps) are left to Hydra; a sweep's points are checked by
     ``train()`` when each one runs."""
-    from hydra import compose, initialize_config_dir
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a.split("=")[0] in _HYDRA_FLAGS_TO_LEAVE for a in argv):
         return
     overrides = [a for a in argv if not a.startswith("-")]
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides)
-        check(cfg)
+        check(compose_config(*overrides, config_name=config_name))
     except ConfigError as err:
         _exit(program, str(err))
     except Exception as err:  # noqa: BLE001 - Hydra's and OmegaConf's composition errors, worded as one line

@@ -114,7 +114,7 @@ class Setup:
 
 
 def make_setup(args: argparse.Namespace) -> Setup:
-    from hydra import compose, initialize_config_dir
+    from asr.config import compose_config
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
@@ -127,8 +127,7 @@ def make_setup(args: argparse.Namespace) -> Setup:
         overrides, source = ["model=ds2", "data=manifest"], "conf/model/ds2.yaml + conf/data/manifest.yaml"
     else:
         overrides, source = [*RECIPE_SHAPES, "data=manifest"], f"{' '.join(RECIPE_SHAPES)} + conf/data/manifest.yaml"
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides + args.override)
+    cfg = compose_config(*overrides, *args.override)
     precision = str(cfg.trainer.precision)
     if device.type == "cuda" and "mixed" not in precision:
         precision = GPU_PRECISION

@@ -20,12 +20,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
+from asr.config import compose_config
 from asr.report import format_table
 from asr.train import train
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def curve(metrics_csv: Path) -> list[dict[str, float]]:
@@ -54,9 +52,8 @@ def main() -> None:
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="asr-bench-"))
     seconds = round(args.minutes * 60)
     budget = f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["recipe=synthetic", "logger=csv", f"trainer.max_time={budget}",
-                                          "trainer.enable_progress_bar=false", *args.overrides])
+    cfg = compose_config("recipe=synthetic", "logger=csv", f"trainer.max_time={budget}",
+                         "trainer.enable_progress_bar=false", *args.overrides)
     run_dir = runs_dir / "synthetic-benchmark"
     results = train(cfg, run_dir)
 

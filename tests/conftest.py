@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import asr.config  # noqa: F401 - registers the config schemas that conf/ builds on
+import asr.config
 from asr.data.manifest import Utterance, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +22,7 @@ TINY_MODEL = [
 
 
 def compose_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+    return asr.config.compose_config(*overrides)
 
 
 def _chirps(folder: Path, n: int, seed: int) -> list[Utterance]:
