@@ -38,26 +38,34 @@ def make_subset(subset: str, n: int = 3, seed: int = 0, corrupt: int = 0,
     spk, chapter = 100 + seed, 2000 + seed
     buf, durations, bad, lines = io.BytesIO(), {}, [], []
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        _add(tar, "LibriSpeech/SPEAKERS.TXT", b"; fake speakers\n")
+        add_member(tar, "LibriSpeech/SPEAKERS.TXT", b"; fake speakers\n")
         for i in range(n):
             utt = f"{spk}-{chapter}-{i:04d}"
-            frames = int(rng.integers(int(seconds[0] * SAMPLE_RATE), int(seconds[1] * SAMPLE_RATE)))
-            wav = io.BytesIO()
-            sf.write(wav, 0.1 * rng.standard_normal(frames), SAMPLE_RATE, format="FLAC")
-            data = wav.getvalue()
+            data, frames = noise(rng, seconds, "FLAC")
             if i >= n - corrupt:  # a FLAC signature, then garbage: the header cannot be read
                 data = b"fLaC" + rng.bytes(64)
                 bad.append(utt)
             else:
                 durations[utt] = frames / SAMPLE_RATE
-            _add(tar, f"LibriSpeech/{subset}/{spk}/{chapter}/{utt}.flac", data)
+            add_member(tar, f"LibriSpeech/{subset}/{spk}/{chapter}/{utt}.flac", data)
             lines.append(f"{utt} {' '.join(rng.choice(WORDS, 3)).upper()}")
-        _add(tar, f"LibriSpeech/{subset}/{spk}/{chapter}/{spk}-{chapter}.trans.txt", "\n".join(lines).encode() + b"\n")
+        add_member(tar, f"LibriSpeech/{subset}/{spk}/{chapter}/{spk}-{chapter}.trans.txt",
+                   "\n".join(lines).encode() + b"\n")
     archive = buf.getvalue()
     return FakeSubset(archive, hashlib.md5(archive).hexdigest(), durations, bad)
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def noise(rng: np.random.Generator, seconds: tuple[float, float], audio_format: str) -> tuple[bytes, int]:
+    """A file of white noise lasting between ``seconds`` (16 kHz, 16-bit, ``audio_format`` as
+    soundfile names it: FLAC, NIST for SPHERE), and its length in samples."""
+    frames = int(rng.integers(int(seconds[0] * SAMPLE_RATE), int(seconds[1] * SAMPLE_RATE)))
+    buf = io.BytesIO()
+    sf.write(buf, 0.1 * rng.standard_normal(frames), SAMPLE_RATE, format=audio_format, subtype="PCM_16")
+    return buf.getvalue(), frames
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add a file ``name`` holding ``data`` to an archive being written."""
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))

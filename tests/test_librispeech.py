@@ -1,18 +1,16 @@
 import errno
 import hashlib
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from asr.data.corpora.base import CorpusError
-from asr.data.corpora.librispeech import PRESETS, LibriSpeechCorpus, prepare_main
+from asr.data.corpora.librispeech import PRESETS, LibriSpeechCorpus
+from asr.data.corpora.prepare import main as prepare_main  # scripts/prepare.py
 from asr.data.download import extract
 from asr.data.manifest import read_manifest
-from tests.conftest import ROOT, TINY_MODEL
+from tests.commands import CPU_OVERRIDES, run
 from tests.fake_librispeech import RangeServer, make_subset, write_archives
 
 SUBSETS = {"dev-clean": make_subset("dev-clean", n=4, seed=1, corrupt=1),  # its last FLAC is garbage
@@ -114,7 +112,7 @@ def test_manifest_write_failure_is_clear_and_leaves_no_half_file(tmp_path, monke
 def test_prepare_command_prints_a_table_and_is_idempotent(tmp_path, capsys):
     md5sums = write_archives(tmp_path / "mirror", SUBSETS)
     with _mirror() as server:
-        args = ["--root", str(tmp_path / "ls"), "--subsets", *SUBSETS, "--mirror", server.url,
+        args = ["librispeech", "--root", str(tmp_path / "ls"), "--subsets", *SUBSETS, "--mirror", server.url,
                 "--md5sums", str(md5sums), "--workers", "1"]
         assert prepare_main(args) == 0
         out, err = capsys.readouterr()
@@ -125,20 +123,8 @@ def test_prepare_command_prints_a_table_and_is_idempotent(tmp_path, capsys):
 
 
 # --- the recipe, end to end, on the command line ---------------------------------------------------
-CPU_OVERRIDES = ["trainer.accelerator=cpu", "trainer.precision=32-true", *TINY_MODEL, "data.num_workers=0",
-                 "data.pin_memory=false", "data.batch_seconds=8", "trainer.val_check_interval=10", "logger=csv",
-                 "trainer.enable_progress_bar=false"]
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 cores shared by several processes: no oversubscription
-
-
-def _run(*args, timeout=180):
-    out = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, env=ONE_THREAD,
-                         timeout=timeout)
-    return out
-
-
 def test_recipe_on_a_folder_without_the_data_is_one_line(tmp_path):
-    out = _run("scripts/train.py", "recipe=librispeech", f"data.root={tmp_path}", *CPU_OVERRIDES,
+    out = run("scripts/train.py", "recipe=librispeech", f"data.root={tmp_path}", *CPU_OVERRIDES,
                f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode == 2
     errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
@@ -154,12 +140,12 @@ def test_prepare_then_train_then_evaluate_and_decode(tmp_path):
     subsets = {name: make_subset(name, n=4, seed=i, seconds=(1.5, 3.0)) for i, name in enumerate(PRESETS["960"])}
     md5sums = write_archives(tmp_path / "archives", subsets)
     root, run_dir = tmp_path / "librispeech", tmp_path / "run"
-    out = _run("scripts/prepare_librispeech.py", "--root", root, "--source", tmp_path / "archives",
+    out = run("scripts/prepare_librispeech.py", "--root", root, "--source", tmp_path / "archives",
                "--md5sums", md5sums, "--no-download")
     assert out.returncode == 0, out.stderr
     assert all(f"| {name} " in out.stdout for name in subsets)
 
-    out = _run("scripts/train.py", "recipe=librispeech", f"data.root={root}", "trainer.max_steps=20", *CPU_OVERRIDES,
+    out = run("scripts/train.py", "recipe=librispeech", f"data.root={root}", "trainer.max_steps=20", *CPU_OVERRIDES,
                f"hydra.run.dir={run_dir}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| test-clean " in out.stdout and "| test-other " in out.stdout  # the final test table
@@ -168,9 +154,9 @@ def test_prepare_then_train_then_evaluate_and_decode(tmp_path):
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, weights_only=True)["global_step"] == 20
 
-    out = _run("scripts/evaluate.py", checkpoint, root / "test-clean.jsonl", "--out", tmp_path / "eval")
+    out = run("scripts/evaluate.py", checkpoint, root / "test-clean.jsonl", "--out", tmp_path / "eval")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test-clean" in out.stdout
     flac = next((root / "LibriSpeech" / "test-other").rglob("*.flac"))
-    out = _run("scripts/decode.py", checkpoint, flac)
+    out = run("scripts/decode.py", checkpoint, flac)
     assert out.returncode == 0 and out.stdout.startswith(str(flac)), out.stderr[-3000:]

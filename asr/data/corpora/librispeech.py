@@ -1,4 +1,5 @@
-"""LibriSpeech (OpenSLR SLR12): archives or folders -> extracted subsets -> one manifest per subset.
+"""LibriSpeech (OpenSLR SLR12) and Mini LibriSpeech (SLR31): archives or folders -> extracted
+subsets -> one manifest per subset.
 
 In: a root folder, the subsets wanted, optionally a folder of archives or extracted subsets the
 user already has, and a mirror to download the rest from. Out::
@@ -9,34 +10,27 @@ user already has, and a mirror to download the rest from. Out::
     root/archives/<subset>.tar.gz       downloads, removed once extracted unless keep_archives
     root/lm/<file>                      OpenSLR SLR11 language-model files, when asked for
 
-``prepare()`` handles each subset without a manifest: it uses an extracted folder if one exists
-(in ``root`` or ``source``), else an archive verified against its published MD5 (in ``source`` or
-``root/archives``), else downloads the archive (when ``download`` is on). Subsets are processed in
-parallel; a second call finds the manifests and does nothing. ``manifests()`` only checks that the
-manifests exist and says how to make the missing ones.
+How archives are found, verified against their published MD5, downloaded and extracted is
+:class:`asr.data.corpora.archive.ArchiveCorpus` (shared with AN4): subsets are processed in
+parallel, and a second call finds the manifests and does nothing.
+
+Mini LibriSpeech is SLR31's train-clean-5 and dev-clean-2 (332 MB and 126 MB of archives), in
+LibriSpeech's layout; it has no test set, so :class:`MiniLibriSpeechCorpus` takes SLR12's
+test-clean as its test set by default. Both classes accept the subsets of both resources.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import multiprocessing
-import logging
 import os
-import sys
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from asr.data.corpora.archive import ArchiveCorpus, Indexed
+from asr.data.corpora.archive import _extraction_context  # noqa: F401 (benchmarks/data_pipeline.py imports it here)
 from asr.data.corpora.base import CorpusError
-from asr.data.download import DownloadError, download, extract, verify
-from asr.data.manifest import ManifestError, Problem, Utterance, from_librispeech, write_manifest
-from asr.files import atomic_write
-from asr.report import format_table
-
-log = logging.getLogger(__name__)
+from asr.data.manifest import from_librispeech
 
 # MD5 of each archive as published by OpenSLR: https://www.openslr.org/resources/12/md5sum.txt (SLR12;
 # the same values appear in many independent copies, e.g. PaddlePaddle/DeepSpeech and
@@ -51,6 +45,13 @@ SUBSET_MD5: Mapping[str, str] = MappingProxyType({
     "train-clean-360": "c0e676e450a7ff2f54aeade5171606fa",
     "train-other-500": "d1a0fd59409feb2c614ce4d30c387708",
 })
+# SLR31, as published in https://www.openslr.org/resources/31/md5sum.txt; the same values are in
+# PaddlePaddle/PaddleSpeech (dataset/mini_librispeech/mini_librispeech.py) and in several
+# independent download scripts (which also give the sizes: 332,954,390 and 126,046,265 bytes).
+MINI_SUBSET_MD5: Mapping[str, str] = MappingProxyType({
+    "train-clean-5": "5df7d4e78065366204ca6845bb08f490",
+    "dev-clean-2": "6d7ab67ac6a1d2c993d050e16d61080d",
+})
 LM_MD5: Mapping[str, str] = MappingProxyType({
     "3-gram.arpa.gz": "74cbb837e582378c26c602e1c8cbcb9c",
     "3-gram.pruned.1e-7.arpa.gz": "9a0f1325bcaf3a0f7b7be4be10823c2a",
@@ -60,10 +61,13 @@ LM_MD5: Mapping[str, str] = MappingProxyType({
     "librispeech-vocab.txt": "bf3cc7a50112831ed8b0afa40cae96a5",
     "librispeech-lm-norm.txt.gz": "c83c64c726a1aedfe65f80aa311de402",
 })
-ACOUSTIC_RESOURCE, LM_RESOURCE = "12", "11"  # OpenSLR resource numbers
+ACOUSTIC_RESOURCE, MINI_RESOURCE, LM_RESOURCE = "12", "31", "11"  # OpenSLR resource numbers
+RESOURCE: Mapping[str, str] = MappingProxyType({**{s: ACOUSTIC_RESOURCE for s in SUBSET_MD5},
+                                                **{s: MINI_RESOURCE for s in MINI_SUBSET_MD5}})
 # Mirrors: https://us.openslr.org/resources, https://openslr.elda.org/resources, https://openslr.magicdatatech.com/resources
 DEFAULT_MIRROR = "https://www.openslr.org/resources"
 DEFAULT_ROOT = "data/librispeech"  # conf/data/librispeech.yaml: ${paths.data_dir}/librispeech
+MINI_ROOT = "data/mini_librispeech"  # conf/data/mini_librispeech.yaml
 DEFAULT_LM_FILES = ("3-gram.pruned.1e-7.arpa.gz", "4-gram.arpa.gz", "librispeech-lexicon.txt", "librispeech-vocab.txt")
 EVAL_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other")
 # Named selections of subsets for the prepare command: training hours -> everything that recipe reads.
@@ -72,21 +76,21 @@ PRESETS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "100": ("train-clean-100", *EVAL_SUBSETS),
     "eval": EVAL_SUBSETS,
 })
-PREPARE_COMMAND = "python scripts/prepare_librispeech.py"
-INNER = "LibriSpeech"  # the top folder inside every SLR12 archive
-ARCHIVES, LM_DIR = "archives", "lm"
+MINI_PRESETS: Mapping[str, tuple[str, ...]] = MappingProxyType({"mini": ("train-clean-5", "dev-clean-2", "test-clean")})
+INNER = "LibriSpeech"  # the top folder inside every SLR12 and SLR31 archive
+LM_DIR = "lm"
 
 
-class LibriSpeechCorpus:
+class LibriSpeechCorpus(ArchiveCorpus):
     """LibriSpeech subsets as manifests (see the module docstring for the layout).
 
     Args:
         root: where the corpus is prepared.
-        subsets: SLR12 subset names (see SUBSET_MD5).
+        subsets: subset or preset names (see SUBSET_MD5, MINI_SUBSET_MD5, PRESETS).
         source: a folder with archives (``<subset>.tar.gz``) or extracted subsets (``<subset>/`` or
             ``LibriSpeech/<subset>/``) you already have; extracted ones are used where they are.
         download: fetch what is neither in ``root`` nor in ``source`` from ``mirror``.
-        mirror: base URL holding ``12/<subset>.tar.gz`` and ``11/<lm file>``.
+        mirror: base URL holding ``12/<subset>.tar.gz``, ``31/<subset>.tar.gz`` and ``11/<lm file>``.
         lm_files: SLR11 files to fetch into ``root/lm`` (see LM_MD5).
         keep_archives: keep downloaded archives after extraction (they take as much space again).
         workers: subsets fetched, extracted and indexed at the same time.
@@ -94,222 +98,89 @@ class LibriSpeechCorpus:
         progress: show progress bars.
     """
 
+    name = "LibriSpeech"
+    unit = split_label = "subset"
+    command = "python scripts/prepare_librispeech.py"  # = python scripts/prepare.py librispeech
+    default_root = DEFAULT_ROOT
+    default_mirror = DEFAULT_MIRROR
+    presets = PRESETS  # the first one is the prepare command's default
+    published_checksums: Mapping[str, str | None] = MappingProxyType({**SUBSET_MD5, **MINI_SUBSET_MD5, **LM_MD5})
+
     def __init__(self, root: str | os.PathLike = DEFAULT_ROOT, subsets: Sequence[str] = PRESETS["960"],
                  source: str | os.PathLike | None = None, download: bool = False, mirror: str = DEFAULT_MIRROR,
                  lm_files: Sequence[str] = (), keep_archives: bool = False, workers: int = 4,
                  checksums: Mapping[str, str] | None = None, progress: bool = True) -> None:
-        self.checksums = dict(checksums) if checksums is not None else {**SUBSET_MD5, **LM_MD5}
-        unknown = [s for s in [*subsets, *lm_files] if s not in self.checksums]
+        checksums = dict(checksums) if checksums is not None else dict(self.published_checksums)
+        subsets = self.expand(subsets)
+        unknown = [s for s in [*subsets, *lm_files] if s not in checksums]
         if unknown:
-            raise CorpusError(f"unknown LibriSpeech subset or LM file(s) {unknown}; known: "
-                              f"{', '.join(sorted(SUBSET_MD5))}; LM: {', '.join(sorted(LM_MD5))}")
-        self.root = Path(root)
-        self.subsets = list(dict.fromkeys(subsets))
-        self.source = Path(source) if source else None
-        self.download = download
-        self.mirror = mirror.rstrip("/")
-        self.lm_files = list(lm_files)
-        self.keep_archives = keep_archives
-        self.workers = max(1, workers)
-        self.progress = progress
+            raise CorpusError(f"unknown {self.name} subset or LM file(s) {unknown}; known: "
+                              f"{', '.join(sorted(RESOURCE))}; LM: {', '.join(sorted(LM_MD5))}")
+        super().__init__(root, subsets, source, download, mirror, lm_files, keep_archives, workers, checksums,
+                         progress)
 
-    def manifest_path(self, subset: str) -> Path:
-        return self.root / f"{subset}.jsonl"
+    @property
+    def subsets(self) -> list[str]:
+        return self.archives
 
-    def manifests(self) -> dict[str, Path]:
-        missing = [s for s in self.subsets if not self.manifest_path(s).is_file()]
-        if missing:
-            raise CorpusError(f"LibriSpeech is not prepared in {self.root}: no manifest for {', '.join(missing)}; "
-                              f"prepare it with: {self.prepare_command(missing)}")
-        return {s: self.manifest_path(s) for s in self.subsets}
+    @classmethod
+    def expand(cls, names: Sequence[str]) -> list[str]:
+        """Preset names and subset names -> subset names, in order, once each."""
+        return list(dict.fromkeys(s for name in names for s in cls.presets.get(name, (name,))))
+
+    def url(self, subset: str) -> str:
+        return f"{self.mirror}/{RESOURCE.get(subset, ACOUSTIC_RESOURCE)}/{subset}.tar.gz"
+
+    def inner(self, subset: str) -> str:
+        return f"{INNER}/{subset}"
+
+    def index(self, subset: str, folder: Path) -> Indexed:
+        return {subset: from_librispeech(folder, progress=self.progress)}
 
     def prepare_command(self, subsets: Sequence[str]) -> str:
-        names = next((name for name, preset in PRESETS.items() if list(preset) == list(subsets)), " ".join(subsets))
+        names = next((name for name, preset in self.presets.items() if list(preset) == list(subsets)),
+                     " ".join(subsets))
         source = f" --source {self.source}" if self.source else ""
-        return f"{PREPARE_COMMAND} --root {self.root} --subsets {names}{source}"
+        return f"{self.command} --root {self.root} --subsets {names}{source}"
 
-    def prepare(self) -> dict[str, list[Problem]]:
-        """Make every missing manifest (and LM file); return the files each new manifest left out.
+    def file_url(self, name: str) -> str:
+        return f"{self.mirror}/{LM_RESOURCE}/{name}"
 
-        Raises:
-            CorpusError: one line per subset that could not be prepared, with the reason.
-        """
-        todo = [s for s in self.subsets if not self.manifest_path(s).is_file()]
-        todo_lm = [f for f in self.lm_files if not (self.root / LM_DIR / f).is_file()]
-        if not todo and not todo_lm:
-            return {}
-        if not self.download:
-            absent = [s for s in todo if self._extracted(s) is None and self._archive(s) is None]
-            if todo_lm:
-                raise CorpusError(f"LM file(s) {', '.join(todo_lm)} not in {self.root / LM_DIR}; fetch them with: "
-                                  f"{PREPARE_COMMAND} --root {self.root} --subsets eval --lm {' '.join(todo_lm)}")
-            if absent:
-                raise CorpusError(f"LibriSpeech subset(s) {', '.join(absent)} not found in {self.root}"
-                                  f"{f' or {self.source}' if self.source else ''} (no manifest, folder or archive); "
-                                  f"prepare them with: {self.prepare_command(todo)}")
-        # Downloads (threads) and extractions (processes: tarfile holds the GIL; on 2 free cores, 2
-        # archives at once ran 1.8x faster in processes, 1.1x in threads: benchmarks/README.md) run
-        # in parallel, one progress bar per file; then each manifest in turn, its header reads in
-        # parallel threads.
-        to_extract = [s for s in todo if self._extracted(s) is None]
-        with contextlib.ExitStack() as stack:
-            extractor = None
-            if len(to_extract) > 1 and self.workers > 1:
-                extractor = stack.enter_context(ProcessPoolExecutor(min(self.workers, len(to_extract)),
-                                                                    mp_context=_extraction_context()))
-            with ThreadPoolExecutor(self.workers) as pool:
-                futures = {name: pool.submit(self._folder, name, row, extractor) for row, name in enumerate(todo)}
-                futures |= {name: pool.submit(self._fetch_lm, name, len(todo) + row)
-                            for row, name in enumerate(todo_lm)}
-        problems, errors = {}, []
-        for name, future in futures.items():
-            try:
-                folder = future.result()
-                if folder is not None:
-                    problems[name] = self._index(name, folder)
-            except (CorpusError, DownloadError, ManifestError, OSError) as err:  # OSError: unreadable input
-                errors.append(f"{name}: {err}")
-        if errors:
-            raise CorpusError("; ".join(errors))
-        return problems
+    def file_path(self, name: str) -> Path:
+        return self.root / LM_DIR / name
 
-    def _folder(self, subset: str, row: int, extractor: Executor | None) -> Path:
-        return self._extracted(subset) or self._extract(subset, row, extractor)
+    def missing_files_message(self, names: Sequence[str]) -> str:
+        return (f"LM file(s) {', '.join(names)} not in {self.root / LM_DIR}; fetch them with: "
+                f"{self.prepare_command(self.subsets)} --lm {' '.join(names)}")
 
-    def _index(self, subset: str, folder: Path) -> list[Problem]:
-        """Write the subset's manifest from its extracted folder; return the files left out."""
-        utterances, problems = from_librispeech(folder, progress=self.progress)
-        self._write(subset, utterances, problems)
-        hours = sum(u.duration for u in utterances) / 3600
-        log.info("%s: %d utterances, %.2f h, %d skipped -> %s", subset, len(utterances), hours, len(problems),
-                 self.manifest_path(subset))
-        return problems
+    # --- scripts/prepare.py -------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """The options of ``prepare.py librispeech`` beyond the common ones."""
+        parser.add_argument("--subsets", nargs="+", default=[next(iter(cls.presets))], metavar="NAME",
+                            help=f"presets {', '.join(f'{k} ({len(v)} subsets)' for k, v in cls.presets.items())}, "
+                                 f"or subset names ({', '.join(RESOURCE)}); default {next(iter(cls.presets))}")
+        parser.add_argument("--lm", nargs="*", metavar="FILE",
+                            help="also fetch OpenSLR SLR11 LM files into <root>/lm "
+                                 f"(no names: {' '.join(DEFAULT_LM_FILES)})")
+        parser.add_argument("--workers", type=int, default=4, help="subsets processed at once (default %(default)s)")
 
-    def _extracted(self, subset: str) -> Path | None:
-        candidates = [self.root / INNER / subset]
-        if self.source:
-            candidates += [self.source / INNER / subset, self.source / subset]
-        return next((c for c in candidates if c.is_dir()), None)
-
-    def _archive(self, subset: str) -> Path | None:
-        name = f"{subset}.tar.gz"
-        candidates = ([self.source / name] if self.source else []) + [self.root / ARCHIVES / name]
-        return next((c for c in candidates if c.is_file()), None)
-
-    def _extract(self, subset: str, row: int, extractor: Executor | None) -> Path:
-        """Verify (or download) the subset's archive and unpack it into root/LibriSpeech/<subset>."""
-        md5 = self.checksums[subset]
-        archive = self._archive(subset)
-        if archive is None:
-            url = f"{self.mirror}/{ACOUSTIC_RESOURCE}/{subset}.tar.gz"
-            archive = download(url, self.root / ARCHIVES / f"{subset}.tar.gz", md5, progress=self.progress,
-                               position=row)
-        else:  # an archive found on disk is checked before anything is taken from it
-            verify(archive, md5)
-        args = (archive, self.root / INNER / subset, f"{INNER}/{subset}", self.progress, row)
-        try:
-            folder = extractor.submit(extract, *args).result() if extractor else extract(*args)
-        except BrokenExecutor:  # worker processes cannot start (e.g. a main module read from stdin)
-            log.warning("extraction processes unavailable: extracting %s in this process", archive.name)
-            folder = extract(*args)
-        if not self.keep_archives and archive.parent == self.root / ARCHIVES:
-            archive.unlink()
-        return folder
-
-    def _fetch_lm(self, name: str, row: int) -> None:
-        url = f"{self.mirror}/{LM_RESOURCE}/{name}"
-        download(url, self.root / LM_DIR / name, self.checksums[name], progress=self.progress, position=row)
-
-    def _write(self, subset: str, utterances: list[Utterance], problems: list[Problem]) -> None:
-        path = self.manifest_path(subset)
-        skipped = path.with_suffix(".skipped.tsv")
-        try:
-            if problems:
-                with atomic_write(skipped) as f:
-                    f.writelines(f"{p.path}\t{p.reason}\n" for p in problems)
-            else:
-                skipped.unlink(missing_ok=True)
-            write_manifest(path, utterances)  # last: its presence means the subset is ready
-        except OSError as err:
-            raise CorpusError(f"cannot write {path}: {err.strerror or err}; free some space or make "
-                              f"{path.parent} writable (or choose another root)") from None
+    @classmethod
+    def options(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """The keyword arguments of the constructor that ``add_arguments``'s options set."""
+        lm_files = [] if args.lm is None else (args.lm or list(DEFAULT_LM_FILES))
+        return dict(subsets=args.subsets, lm_files=lm_files, workers=args.workers)
 
 
-def _extraction_context() -> multiprocessing.context.BaseContext:
-    """Worker processes forked from a server that has imported the extraction code once: safe
-    beside this process's threads (unlike fork), and no per-worker import of torch (unlike spawn)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([extract.__module__])
-    return context
+class MiniLibriSpeechCorpus(LibriSpeechCorpus):
+    """Mini LibriSpeech (SLR31): train-clean-5 and dev-clean-2, and SLR12's test-clean as the test
+    set; arguments as :class:`LibriSpeechCorpus`."""
 
+    name = "Mini LibriSpeech"
+    command = "python scripts/prepare.py mini_librispeech"
+    default_root = MINI_ROOT
+    presets = MINI_PRESETS
 
-def expand_subsets(names: Sequence[str]) -> list[str]:
-    """Preset names (960, 100, eval) and subset names -> subset names, in order, once each."""
-    return list(dict.fromkeys(s for name in names for s in PRESETS.get(name, (name,))))
-
-
-def read_md5sums(path: str | os.PathLike) -> dict[str, str]:
-    """An md5sum.txt (``<md5>  <file name>`` per line, as OpenSLR publishes) -> {subset or file: md5}."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise CorpusError(f"{path}: {err.strerror or err}") from None
-    table = {}
-    for lineno, line in enumerate(lines, 1):
-        if line.strip():
-            parts = line.split()
-            if len(parts) != 2 or len(parts[0]) != 32:
-                raise CorpusError(f"{path}:{lineno}: expected '<md5>  <file name>', got {line.strip()!r}")
-            table[parts[1].lstrip("*").removesuffix(".tar.gz")] = parts[0].lower()
-    return table
-
-
-def summarize(manifest: Path) -> tuple[int, float]:
-    """(utterances, hours) of a manifest, without resolving its paths."""
-    count, seconds = 0, 0.0
-    with open(manifest, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                count += 1
-                seconds += json.loads(line)["duration"]
-    return count, seconds / 3600
-
-
-def prepare_main(argv: Sequence[str] | None = None) -> int:
-    """``scripts/prepare_librispeech.py``: prepare, then print one row per subset."""
-    parser = argparse.ArgumentParser(
-        prog="prepare_librispeech.py",
-        description="Download, verify (MD5), extract LibriSpeech and write one manifest per subset. "
-                    "Run it again to finish an interrupted preparation; what is done is not redone.")
-    parser.add_argument("--root", default=DEFAULT_ROOT, help="where to prepare the corpus (default %(default)s; "
-                                                             "training reads it from data.root)")
-    parser.add_argument("--subsets", nargs="+", default=["960"], metavar="NAME",
-                        help=f"presets {', '.join(f'{k} ({len(v)} subsets)' for k, v in PRESETS.items())}, or subset "
-                             f"names ({', '.join(SUBSET_MD5)}); default 960")
-    parser.add_argument("--source", help="a folder with archives (<subset>.tar.gz) or extracted subsets you already "
-                                         "have; extracted ones are used where they are")
-    parser.add_argument("--mirror", default=DEFAULT_MIRROR, help="base URL of OpenSLR resources (default %(default)s)")
-    parser.add_argument("--no-download", action="store_true", help="use only what is in --root and --source")
-    parser.add_argument("--lm", nargs="*", metavar="FILE", help="also fetch OpenSLR SLR11 LM files into <root>/lm "
-                                                                f"(no names: {' '.join(DEFAULT_LM_FILES)})")
-    parser.add_argument("--md5sums", help="an md5sum.txt ('<md5>  <file>' lines) to verify against instead of the "
-                                          "published values (a mirror with its own archives)")
-    parser.add_argument("--keep-archives", action="store_true", help="keep downloaded archives after extraction")
-    parser.add_argument("--workers", type=int, default=4, help="subsets processed at once (default %(default)s)")
-    args = parser.parse_args(argv)
-    lm_files = [] if args.lm is None else (args.lm or list(DEFAULT_LM_FILES))
-    try:
-        checksums = {**SUBSET_MD5, **LM_MD5, **(read_md5sums(args.md5sums) if args.md5sums else {})}
-        corpus = LibriSpeechCorpus(args.root, expand_subsets(args.subsets), args.source, not args.no_download,
-                                   args.mirror, lm_files, args.keep_archives, args.workers, checksums)
-        problems = corpus.prepare()
-        manifests = corpus.manifests()
-    except CorpusError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
-    for subset, items in problems.items():
-        for p in items:
-            print(f"{parser.prog}: {subset}: skipped {p.path}: {p.reason}", file=sys.stderr)
-    rows = [[s, *summarize(m), len(problems.get(s, [])), str(m)] for s, m in manifests.items()]
-    print(format_table(["subset", "utterances", "hours", "skipped now", "manifest"], rows))
-    return 0
+    def __init__(self, root: str | os.PathLike = MINI_ROOT, subsets: Sequence[str] = MINI_PRESETS["mini"],
+                 **options: Any) -> None:
+        super().__init__(root, subsets, **options)

@@ -1,0 +1,21 @@
+"""End-to-end test helpers: the scripts/ run as a user runs them, in a subprocess, on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT, TINY_MODEL
+
+# A few steps of the tiny model on the CPU, validated (and checkpointed) every 10 steps.
+CPU_OVERRIDES = ["trainer.accelerator=cpu", "trainer.precision=32-true", *TINY_MODEL, "data.num_workers=0",
+                 "data.pin_memory=false", "data.batch_seconds=8", "trainer.val_check_interval=10", "logger=csv",
+                 "trainer.enable_progress_bar=false"]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 cores shared by several processes: no oversubscription
+
+
+def run(*args: object, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``python <args>`` from the repository root; output captured as text."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          env=ONE_THREAD, timeout=timeout)
