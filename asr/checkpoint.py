@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,14 +78,33 @@ def check_resumable(path: str | os.PathLike) -> None:
     and holds the weights, optimizer states and loop counters. A truncated file fails here: its zip
     directory, at the end, is missing."""
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({_first_line(err)})") from None
+    ckpt = _load(path, "cpu", mmap=True)
     missing = [k for k in RESUME_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a training checkpoint to resume from (no {', '.join(missing)}); "
                               "use last.ckpt or a checkpoint of scripts/train.py's checkpoints/ folder")
+
+
+def _load(path: Path, map_location: str | torch.device, mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)``; a file it cannot load is a CheckpointError saying why in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "looks like a TorchScript archive": the error below says it
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        except Exception as err:  # torch raises many types for truncated or foreign files
+            reason = _load_failure(path, err)
+    raise CheckpointError(f"{path}: {reason}")
+
+
+def _load_failure(path: Path, err: Exception) -> str:
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive whose directory is at the end
+        return "not a readable PyTorch checkpoint (truncated, or not written by torch.save)"
+    if "TorchScript" in str(err):
+        return "a TorchScript model (scripts/export.py writes these), not a checkpoint; use the .ckpt it came from"
+    if "Weights only load failed" in str(err):
+        return ("not an asr checkpoint: it holds pickled Python objects (a saved model or class?), where checkpoints "
+                "of scripts/train.py hold only tensors and plain data")
+    return f"not a readable PyTorch checkpoint ({_first_line(err)})"
 
 
 def _first_line(err: Exception) -> str:
@@ -95,10 +116,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for non-checkpoint files
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
+    ckpt = _load(path, map_location)
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: not an asr checkpoint (no {CHECKPOINT_KEY!r} entry); use one written by scripts/train.py")

@@ -2,8 +2,8 @@
 
 Each ``*_main(argv) -> exit status`` parses its arguments, calls the library and prints one
 line per problem on stderr (``<script>: error: <what>``), never a traceback for bad input.
-Exit status: 0 success, 1 some files could not be read (the others were processed), 2 bad
-arguments or files (nothing done).
+Exit status: 0 success, 1 some files or test sets could not be read (the others were processed),
+2 bad arguments, a bad checkpoint, or no input readable (nothing done, nothing written).
 """
 
 from __future__ import annotations
@@ -201,10 +201,12 @@ def _decode(args: argparse.Namespace) -> int:
                 continue
             seconds += result.duration
             sink.add(result)
+    if failures == len(paths):  # nothing to write: an earlier output file stays as it was
+        raise _Fail(f"none of the {len(paths)} file(s) could be read: nothing decoded")
     sink.close()
     elapsed = time.perf_counter() - started
-    print(f"decode.py: {len(paths) - failures} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s on "
-          f"{recognizer.device}: real-time factor {elapsed / max(seconds, 1e-9):.3f}", file=sys.stderr)
+    speed = f" in {elapsed:.1f} s on {recognizer.device}: real-time factor {elapsed / seconds:.3f}" if seconds else ""
+    print(f"decode.py: {len(paths) - failures} file(s), {seconds:.1f} s of audio{speed}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -292,31 +294,41 @@ def _evaluate(args: argparse.Namespace) -> int:
     decoders = {n: build_decoder(o, recognizer.tokenizer) if n == "beam" else GreedyDecoder(recognizer.tokenizer.blank)
                 for n, o in options.items()}
     out_dir = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval"
-    reports, status = [], 0
+    reports, problems = [], 0  # problems: test sets left out, and sets with unreadable audio
     for data in args.data:
         try:
             utterances = load_test_set(data)
         except ManifestError as err:
             _error("evaluate.py", str(err))
-            status = 2
+            problems += 1
+            continue
+        if not utterances:  # a folder whose audio files all failed to open
+            _error("evaluate.py", f"{data}: no readable utterance: nothing to evaluate")
+            problems += 1
             continue
         name = Path(data).stem if Path(data).is_file() else Path(data).name
         report = evaluate(recognizer, utterances, name, args.batch_seconds, decoders=decoders)
+        if len(report.failed) == len(utterances):  # no WER for a set of which nothing was heard
+            _error("evaluate.py", f"{data}: none of the {len(utterances)} audio file(s) could be read "
+                                  f"({report.failed[0][0]}: {report.failed[0][1]}, ...): nothing to evaluate")
+            problems += 1
+            continue
         for path, reason in report.failed:
             _error("evaluate.py", f"{path}: {reason} (counted as deleted)")
         per_utt = write_utterances(report, out_dir / f"{name}.utterances.jsonl")
         print(f"{name}: per-utterance results in {per_utt}", file=sys.stderr)
         reports.append(report)
-        status = status or (1 if report.failed else 0)
-    if reports:
-        path = write_report(reports, out_dir / "report.json", checkpoint=str(Path(args.checkpoint).resolve()),
-                            decoders={n: o.to_dict() for n, o in options.items()})
-        print(_summary_table(reports, names))
-        if args.top > 0:
-            for report in reports:
-                print(_details(report, names, args.top))
-        print(f"report: {path}", file=sys.stderr)
-    return status
+        problems += bool(report.failed)
+    if not reports:
+        return 2  # every set was unreadable: nothing evaluated, nothing written
+    path = write_report(reports, out_dir / "report.json", checkpoint=str(Path(args.checkpoint).resolve()),
+                        decoders={n: o.to_dict() for n, o in options.items()})
+    print(_summary_table(reports, names))
+    if args.top > 0:
+        for report in reports:
+            print(_details(report, names, args.top))
+    print(f"report: {path}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _summary_table(reports, names: list[str]) -> str:

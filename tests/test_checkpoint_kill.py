@@ -226,7 +226,7 @@ def test_a_truncated_newest_checkpoint_gives_way_to_the_next_newest_with_one_war
     with caplog.at_level(logging.WARNING, logger="asr.train"):
         assert find_resume_checkpoint("auto", tmp_path) == str(last)
     assert len(caplog.records) == 1 and "\n" not in caplog.messages[0]
-    assert caplog.messages[0].startswith(f"{newest}: truncated")
+    assert caplog.messages[0].startswith(f"{newest}: not a readable PyTorch checkpoint (truncated")
 
     caplog.clear()
     _truncate(last)  # the run folder continues itself: its last.ckpt is cut short, its top-k file is whole
@@ -252,11 +252,11 @@ def test_an_explicit_resume_path_that_is_truncated_or_foreign_is_one_line(tmp_pa
     path = _checkpoint(tmp_path / "cut.ckpt", 5, 0)
     assert find_resume_checkpoint(str(path), tmp_path) == str(path)
     _truncate(path)
-    with pytest.raises(CheckpointError, match=r"cut\.ckpt: truncated or not a PyTorch checkpoint") as err:
+    with pytest.raises(CheckpointError, match=r"cut\.ckpt: not a readable PyTorch checkpoint \(truncated") as err:
         find_resume_checkpoint(str(path), tmp_path)
     assert isinstance(err.value, USER_ERRORS) and "\n" not in str(err.value)
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="notes.ckpt: truncated or not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="notes.ckpt: not a readable PyTorch checkpoint"):
         find_resume_checkpoint(str(tmp_path / "notes.ckpt"), tmp_path)
 
 
@@ -276,6 +276,16 @@ def test_the_trainer_writes_through_a_temporary_file_and_cleans_up_killed_writes
     assert _step(tmp_path / "run" / "hpc_ckpt_1.ckpt") == 3
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints", "hpc_ckpt_1.ckpt"]
     assert (tmp_path / "run" / "hpc_ckpt_1.ckpt").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_under_ddp_the_strategy_writes_through_it(tmp_path):
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from asr.checkpoint_io import AtomicCheckpointIO
+
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(), plugins=[AtomicCheckpointIO(tmp_path)],
+                        logger=False, enable_progress_bar=False, enable_model_summary=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # it saves on the global-zero rank only
 
 
 def _umask() -> int:

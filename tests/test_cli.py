@@ -192,3 +192,78 @@ def test_scripts_run_as_commands(tiny_checkpoint, tmp_path):
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(str(wav))
+
+
+def test_decode_of_nothing_readable_is_status_2_without_speed_and_leaves_the_output_alone(tiny_checkpoint, tmp_path,
+                                                                                         capsys):
+    (tmp_path / "notes.flac").write_text("not audio")
+    sf.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    out_file = tmp_path / "out.tsv"
+    out_file.write_text("earlier transcripts\n")
+    status = decode_main([str(tiny_checkpoint), str(tmp_path / "notes.flac"), str(tmp_path / "missing.wav"),
+                          str(tmp_path / "empty.wav"), "-o", str(out_file)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "empty.wav: contains no audio samples (skipped)" in err
+    assert err.strip().splitlines()[-1] == "decode.py: error: none of the 3 file(s) could be read: nothing decoded"
+    assert "real-time factor" not in err and "Traceback" not in err
+    assert out_file.read_text() == "earlier transcripts\n"
+
+
+def test_evaluate_of_sets_without_readable_audio(tiny_checkpoint, chirp_manifests, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"audio": "nope.wav", "duration": 1.0, "text": "alpha"}\n'
+                   '{"audio": "gone.wav", "duration": 1.2, "text": "bravo"}\n')
+    assert evaluate_main([str(tiny_checkpoint), str(bad), "--out", str(tmp_path / "a")]) == 2  # nothing heard
+    err = capsys.readouterr().err
+    assert f"evaluate.py: error: {bad}: none of the 2 audio file(s) could be read" in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists(), "no report of a set that was not heard"
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "x.wav").write_text("not audio")
+    (tmp_path / "folder" / "x.txt").write_text("alpha")
+    assert evaluate_main([str(tiny_checkpoint), str(tmp_path / "folder"), "--out", str(tmp_path / "b")]) == 2
+    assert f"{tmp_path / 'folder'}: no readable utterance: nothing to evaluate" in capsys.readouterr().err
+
+    # one set heard, one not: the report has the one, and the status says something was left out
+    assert evaluate_main([str(tiny_checkpoint), str(bad), str(chirp_manifests["test"]), "--out",
+                          str(tmp_path / "c"), "--top", "0"]) == 1
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert [s["set"] for s in report["sets"]] == ["test"]
+
+
+def _foreign_checkpoints(folder):
+    """Files a user may pass for a checkpoint that scripts/train.py did not write, and what the error says."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"weights": torch.zeros(3)}, folder / "plain.ckpt")
+    (folder / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
+    torch.save(torch.nn.Linear(2, 2), folder / "module.ckpt")
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(folder / "model.ts"))
+    torch.save({"asr": {"format": 1, "model": {}}, "state_dict": {}}, folder / "damaged.ckpt")
+    return {"plain.ckpt": "not an asr checkpoint (no 'asr' entry)",
+            "random.ckpt": "not a readable PyTorch checkpoint (truncated, or not written by torch.save)",
+            "module.ckpt": "not an asr checkpoint: it holds pickled Python objects",
+            "model.ts": "a TorchScript model (scripts/export.py writes these)",
+            "damaged.ckpt": "a damaged asr checkpoint"}
+
+
+def test_a_checkpoint_from_another_program_is_one_line_and_status_2(chirp_manifests, tmp_path, capsys):
+    wav = read_manifest(chirp_manifests["test"])[0].audio
+    for name, says in _foreign_checkpoints(tmp_path).items():
+        for prog, main in (("decode.py", decode_main), ("evaluate.py", evaluate_main)):
+            data = wav if prog == "decode.py" else str(chirp_manifests["test"])
+            assert main([str(tmp_path / name), data, "--out" if prog == "evaluate.py" else "--no-progress",
+                         *([str(tmp_path / "eval")] if prog == "evaluate.py" else [])]) == 2, (prog, name)
+            err = capsys.readouterr().err
+            assert err.startswith(f"{prog}: error: {tmp_path / name}: {says}") and err.count("\n") == 1, err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_scripts_given_a_foreign_checkpoint_print_one_line(chirp_manifests, tmp_path):
+    _foreign_checkpoints(tmp_path)
+    for script, ckpt, data in (("decode.py", "model.ts", read_manifest(chirp_manifests["test"])[0].audio),
+                               ("evaluate.py", "plain.ckpt", str(chirp_manifests["test"]))):
+        out = subprocess.run([sys.executable, f"scripts/{script}", str(tmp_path / ckpt), data],
+                             cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith(f"{script}: error: {tmp_path / ckpt}: ") and "Traceback" not in out.stderr
