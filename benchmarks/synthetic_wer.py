@@ -26,6 +26,12 @@ from asr.report import format_table
 from asr.train import train
 
 
+def budget_string(minutes: float) -> str:
+    """Minutes -> Lightning's ``max_time`` "DD:HH:MM:SS"."""
+    seconds = round(minutes * 60)
+    return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def curve(metrics_csv: Path) -> list[dict[str, float]]:
     """One row per validation from a CSVLogger file: epoch, minutes, last train loss, dev WER/CER."""
     rows, last_loss = [], float("nan")
@@ -50,9 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="asr-bench-"))
-    seconds = round(args.minutes * 60)
-    budget = f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    cfg = compose_config("recipe=synthetic", "logger=csv", f"trainer.max_time={budget}",
+    cfg = compose_config("recipe=synthetic", "logger=csv", f"trainer.max_time={budget_string(args.minutes)}",
                          "trainer.enable_progress_bar=false", *args.overrides)
     run_dir = runs_dir / "synthetic-benchmark"
     results = train(cfg, run_dir)
