@@ -55,11 +55,8 @@ def checkpoint_metadata(model: AcousticModel, tokenizer: CharTokenizer, config: 
 def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the folder of ``path``, flushed, fsync'ed and renamed over
     ``path``: a process killed at any point leaves the previous file (or none) under ``path``, never
-    part of the new one. The file gets the permissions a plain ``open`` would give it."""
-    umask = os.umask(0)
-    os.umask(umask)
+    part of the new one."""
     with atomic_write(path, "wb") as f:
-        os.chmod(f.fileno(), 0o666 & ~umask)  # the temporary file is private to its writer
         torch.save(checkpoint, f)
 
 

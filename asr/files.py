@@ -14,12 +14,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     """Open a temporary file beside ``path``; on success rename it over ``path``, else delete it.
 
     The rename is atomic on POSIX file systems, so readers see either the old file or the whole new
-    one. Errors (``OSError`` for a full disk or a read-only folder) propagate after cleanup.
+    one. The file gets the permissions a plain ``open`` would give it (mkstemp's are private).
+    Errors (``OSError`` for a full disk or a read-only folder) propagate after cleanup.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()

@@ -35,7 +35,6 @@ from asr.text import CharTokenizer, TextNormalizer
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"  # inside the run folder
-LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"  # a link to the best checkpoint by validation WER, made after training
 PREEMPTION_CHECKPOINTS = f"{HPC_PREFIX}*.ckpt"  # in the run folder, written by asr.callbacks.Preemption
 
