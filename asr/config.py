@@ -32,6 +32,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from asr.checkpoint import CheckpointError, check_resumable
 from asr.data.corpora.base import ManifestCorpus
 from asr.data.corpora.librispeech import LibriSpeechCorpus
 from asr.data.corpora.synthetic import SyntheticCorpus
@@ -270,8 +271,13 @@ def validate(cfg: DictConfig) -> None:
     known = {f.name for f in dataclasses.fields(TrainerChecks)}
     typed(TrainerChecks, {k: v for k, v in trainer.items() if k in known}, "trainer")
     resume = cfg.get("resume")
-    if resume not in (None, "auto") and not Path(resume).is_file():
-        raise ConfigError(f"resume={resume}: no such checkpoint; use resume=auto or the path of a .ckpt file")
+    if resume not in (None, "auto"):
+        if not Path(resume).is_file():
+            raise ConfigError(f"resume={resume}: no such checkpoint; use resume=auto or the path of a .ckpt file")
+        try:
+            check_resumable(resume)
+        except CheckpointError as err:
+            raise ConfigError(f"resume={err}") from None
 
 
 def built(spec: Any, key: str, **kwargs: Any) -> Any:
