@@ -377,8 +377,9 @@ def read_lexicon(path: str | os.PathLike, spell: Spell, tokens: set[str]) -> tup
     """A lexicon file -> ({word: [spelling, ...]}, number of words left out).
 
     Each line is a word, optionally followed by its spelling in decoder tokens separated by spaces
-    (flashlight's format: ``cat c a t``); a word alone is spelled with ``spell`` and left out if it
-    cannot be. A given spelling must use only ``tokens``.
+    (flashlight's format: ``cat c a t``, or torchaudio's ``cat c a t |``: a final word boundary is
+    dropped here and written back by :func:`write_lexicon`); a word alone is spelled with ``spell``
+    and left out if it cannot be. A given spelling must use only ``tokens``.
     """
     path = Path(path)
     if not path.is_file():
@@ -391,7 +392,7 @@ def read_lexicon(path: str | os.PathLike, spell: Spell, tokens: set[str]) -> tup
             fields = line.split()
             if not fields:
                 continue
-            word, spelling = fields[0], fields[1:] or spell(fields[0])
+            word, spelling = fields[0], _without_boundary(fields[1:]) or spell(fields[0])
             if spelling is None:
                 skipped += 1
                 continue
@@ -420,10 +421,22 @@ def lexicon_from_words(words: Iterable[str], spell: Spell) -> tuple[dict[str, li
     return lexicon, skipped
 
 
+def _without_boundary(spelling: list[str]) -> list[str]:
+    """A spelling without the word boundary it may end with (torchaudio's lexicons end with ``|``)."""
+    return spelling[:-1] if spelling and spelling[-1] == WORD_BOUNDARY else spelling
+
+
 def write_lexicon(lexicon: dict[str, list[list[str]]], path: str | os.PathLike) -> Path:
-    """Write a lexicon in flashlight's format: one ``word<TAB>t o k e n s`` line per spelling."""
+    """Write a lexicon for flashlight's lexicon search: one ``word<TAB>t o k e n s |`` line per spelling.
+
+    Every spelling ends with the word boundary ``|`` (the space, flashlight's silence token), as in
+    torchaudio's lexicons: a word then ends only where the model emits a space. Without it a word can
+    end at any frame, on the first frame of its last letter: a word made of letters that are words
+    themselves ("nine": "n", "i", "n", "e") is read as several, and a last letter held for more than
+    one frame has to be read as something else.
+    """
     with atomic_write(path) as f:
         for word, spellings in lexicon.items():
             for spelling in spellings:
-                f.write(f"{word}\t{' '.join(spelling)}\n")
+                f.write(f"{word}\t{' '.join([*_without_boundary(spelling), WORD_BOUNDARY])}\n")
     return Path(path)

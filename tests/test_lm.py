@@ -8,7 +8,7 @@ import pytest
 
 from asr.data.corpora import sentences
 from asr.lm import (LMError, UNKNOWN, arpa_vocabulary, build_arpa, check_lm_file, discounts, fix_arpa_tabs,
-                    lexicon_from_words, lm_tokens, read_arpa, read_texts)
+                    lexicon_from_words, lm_tokens, read_arpa, read_lexicon, read_texts, write_lexicon)
 
 TEXTS = sentences.sentences(random.Random(0), 300)
 
@@ -117,3 +117,15 @@ def test_lexicon_from_an_lm_vocabulary_spells_what_it_can():
     spell = lambda w: list(w.lower()) if w.isalpha() else None  # noqa: E731
     lexicon, skipped = lexicon_from_words(["<s>", "</s>", "<unk>", "THE", "cat", "r2d2"], spell)
     assert lexicon == {"THE": [["t", "h", "e"]], "cat": [["c", "a", "t"]]} and skipped == 1
+
+
+def test_every_spelling_ends_with_the_word_boundary_once(tmp_path):
+    """flashlight's lexicon search ends a word only at its spelling's end: with the boundary there, a word
+    ends where the model emits a space (torchaudio's lexicons are written the same way)."""
+    given = tmp_path / "given.txt"
+    given.write_text("cat c a t |\nnine n i n e\ne\n")  # torchaudio's form, flashlight's form, a word alone
+    spell = lambda w: list(w)  # noqa: E731
+    lexicon, skipped = read_lexicon(given, spell, {"a", "c", "e", "i", "n", "t", "|"})
+    assert lexicon == {"cat": [["c", "a", "t"]], "nine": [["n", "i", "n", "e"]], "e": [["e"]]} and skipped == 0
+    written = write_lexicon(lexicon, tmp_path / "lexicon.txt").read_text().splitlines()
+    assert written == ["cat\tc a t |", "nine\tn i n e |", "e\te |"]
