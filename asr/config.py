@@ -33,8 +33,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from asr.checkpoint import CheckpointError, check_resumable
+from asr.data.corpora.an4 import AN4Corpus
 from asr.data.corpora.base import ManifestCorpus
-from asr.data.corpora.librispeech import LibriSpeechCorpus
+from asr.data.corpora.librispeech import LibriSpeechCorpus, MiniLibriSpeechCorpus
 from asr.data.corpora.synthetic import SyntheticCorpus
 from asr.data.datamodule import ASRDataModule, check_data_options
 from asr.features import FeatureConfig, SpecAugmentConfig
@@ -45,7 +46,8 @@ from asr.text import DEFAULT_ALPHABET, CharTokenizer, TextNormalizer
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 # conf/data/<name>.yaml starts from /schema/corpus/<name>: the corpus class's constructor signature.
-CORPORA: dict[str, type] = {"synthetic": SyntheticCorpus, "librispeech": LibriSpeechCorpus, "manifest": ManifestCorpus}
+CORPORA: dict[str, type] = {"synthetic": SyntheticCorpus, "librispeech": LibriSpeechCorpus,
+                            "mini_librispeech": MiniLibriSpeechCorpus, "an4": AN4Corpus, "manifest": ManifestCorpus}
 
 # Arguments of ASRDataModule that train.py fills in from other groups; the rest are data.<key>.
 _DATAMODULE_FROM_ELSEWHERE = ("corpus", "tokenizer", "sample_rate", "seed", "output_frame_rate")
@@ -95,15 +97,23 @@ def signature_schema(cls: type, exclude: tuple[str, ...] = (), target: bool = Tr
     """A dataclass whose fields are ``cls``'s constructor arguments, with their types and defaults
     (the constructor stays the one home of its defaults). ``target``: add ``_target_`` naming
     ``cls`` for ``hydra.utils.instantiate``; ``extra``: more ``(name, type, default)`` fields."""
-    hints = typing.get_type_hints(cls.__init__)
     specs: list[tuple[str, Any, Any]] = []
     if target:
         specs.append(("_target_", str, field(default=f"{cls.__module__}.{cls.__qualname__}")))
-    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
-        if p.name in exclude or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+    seen = set(exclude)
+    for base in cls.__mro__:  # a constructor that passes **options on: its parent's arguments too
+        if "__init__" not in vars(base) or base is object:
             continue
-        default = MISSING if p.default is p.empty else p.default
-        specs.append((p.name, _schema_type(hints.get(p.name, Any)), _field_default(default)))
+        hints = typing.get_type_hints(base.__init__)
+        params = list(inspect.signature(base.__init__).parameters.values())[1:]
+        for p in params:
+            if p.name in seen or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            seen.add(p.name)
+            default = MISSING if p.default is p.empty else p.default
+            specs.append((p.name, _schema_type(hints.get(p.name, Any)), _field_default(default)))
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
     specs += [(name, kind, _field_default(default)) for name, kind, default in extra]
     return dataclasses.make_dataclass(f"{cls.__name__}Schema", specs)
 
