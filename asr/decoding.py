@@ -20,6 +20,28 @@ greedy decoder and the beam-search decoder can replace each other anywhere.
   ``lexicon`` without ``lm``    lexicon search without LM scores (closed vocabulary)
   ============================  =======================================================================
 
+  How flashlight scores a path, and how this module calls it (read from flashlight-text's
+  ``LexiconDecoder``/``LexiconFreeDecoder``; log-probs are natural logs, the LM's are log10):
+
+  - score = sum of the frames' log-probs + ``lm_weight`` x LM log10-probs + ``word_score`` per word
+    (lexicon search) + ``sil_score`` per frame in which the silence token is emitted, held frames
+    included. The silence token is the word boundary ``|`` (the model's space); the blank is the
+    tokenizer's blank. Lexicon search: ``sil_score`` 0 (``word_score`` already counts the words).
+    Lexicon-free search: ``word_score`` is passed as ``sil_score``, a bonus per frame of space.
+  - Lexicon search walks a trie of the spellings; a word is emitted when its spelling's last
+    token is. Every spelling ends with ``|`` (:func:`asr.lm.write_lexicon`, as torchaudio's
+    lexicons), so words end where the model emits a space; without it a word ended on the first
+    frame of its last letter, its held frames had to be read as something else, and a word made
+    of one-letter words ("nine": "n", "i", "n", "e") came out as several.
+  - The model emits no space after an utterance's last word, and flashlight's end of search keeps
+    only hypotheses at a word boundary (a word not finished is dropped): a frame where only ``|``
+    is possible is appended to each utterance for the lexicon search (:func:`_end_with_boundary`).
+  - ``unk_score`` stays -inf (closed vocabulary: only lexicon words); ``log_add`` (option) merges
+    hypotheses that reach the same state by adding probabilities instead of keeping the best.
+  - With ``lm_weight`` 0, ``word_score`` 0 and ``log_add`` off, the search returns the best path:
+    greedy's exactly without a lexicon, and with a lexicon whenever greedy's words are all in it
+    (otherwise the best path spelling lexicon words). ``scripts/tune_lm.py`` always tries that point.
+
   torchaudio's ``cuda_ctc_decoder`` is not offered: it has no LM, and in torchaudio 2.11 it crashes
   on H100 GPUs for beam sizes of 8 and more (pytorch/audio#3754).
 
@@ -55,6 +77,7 @@ DECODERS = ("greedy", "beam")
 LM_UNITS = ("auto", "word", "char")
 OPTIONS_SUFFIX = ".decoding.json"  # tuned options live beside the checkpoint: last.ckpt -> last.decoding.json
 _PATH_FIELDS = ("lm", "lexicon")
+IMPOSSIBLE = -1e9  # log-prob of the symbols that cannot be emitted in the frame appended by _end_with_boundary
 
 
 @dataclass
@@ -93,8 +116,14 @@ class DecodeOptions:
     # synthetic test set at 0.5 s), and long recordings already get a space at each pause where they
     # are cut (asr.windows).
     word_pause: float = 0.0
+    # How hypotheses that reach the same search state are merged: False keeps the better one (Viterbi:
+    # with lm_weight 0 and word_score 0 the search then returns greedy's path); True adds their
+    # probabilities (closer to CTC's sum over alignments).
+    log_add: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.log_add, bool):
+            raise DecodeOptionsError(f"--log-add must be true or false, got {self.log_add!r}")
         if self.decoder not in DECODERS:
             raise DecodeOptionsError(f"--decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.lm_unit not in LM_UNITS:
@@ -288,7 +317,7 @@ class BeamDecoder:
                 lexicon=str(lexicon) if lexicon else None, tokens=self._tokens, lm=lm, lm_dict=str(lm_dict),
                 beam_size=o.beam_size, beam_size_token=o.beam_size_token, beam_threshold=o.beam_threshold,
                 lm_weight=o.lm_weight, word_score=o.word_score, sil_score=0.0 if self.uses_lexicon else o.word_score,
-                blank_token=self._tokens[self.blank], sil_token=WORD_BOUNDARY)
+                log_add=o.log_add, blank_token=self._tokens[self.blank], sil_token=WORD_BOUNDARY)
 
     def with_weights(self, lm_weight: float, word_score: float) -> BeamDecoder:
         """The same search with other weights, reusing the loaded LM and lexicon (for tuning)."""
@@ -296,10 +325,13 @@ class BeamDecoder:
         return BeamDecoder(self.tokenizer, options, self._loaded)
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
-        emissions = log_probs.detach().float().cpu().contiguous()
+        emissions = log_probs.detach().float().cpu()
         lengths = lengths.detach().cpu().to(torch.int32)
+        searched = (emissions, lengths)
+        if self.uses_lexicon:
+            searched = _end_with_boundary(emissions, lengths, self._tokens.index(WORD_BOUNDARY))
         hyps = []
-        for result, length in zip(self._decoder(emissions, lengths), lengths.tolist()):
+        for result, length in zip(self._decoder(searched[0].contiguous(), searched[1]), lengths.tolist()):
             best = result[0]
             # flashlight's path has a word-boundary state before the first and after the last
             # frame: timestep t is frame t - 1; tokens outside the frames are those states.
@@ -308,6 +340,17 @@ class BeamDecoder:
             hyps.append(Hypothesis([tok for tok, _ in kept], [t for _, t in kept], float(best.score),
                                    list(best.words) if self.uses_lexicon else None))
         return hyps
+
+
+def _end_with_boundary(emissions: torch.Tensor, lengths: torch.Tensor, boundary: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs with one more frame after each utterance's last, where only the word boundary is
+    possible (log-prob 0, every other symbol IMPOSSIBLE): the lexicon search ends every word at a
+    boundary, and the model emits none after the last word of an utterance."""
+    batch, frames, vocab = emissions.shape
+    padded = torch.full((batch, frames + 1, vocab), IMPOSSIBLE, dtype=emissions.dtype)
+    padded[:, :frames] = emissions
+    padded[torch.arange(batch), lengths.long()] = torch.where(torch.arange(vocab) == boundary, 0.0, IMPOSSIBLE)
+    return padded, lengths + 1
 
 
 def build_decoder(options: DecodeOptions, tokenizer: CharTokenizer) -> Decoder:

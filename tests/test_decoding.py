@@ -111,6 +111,7 @@ def test_frames_of_beam_hypotheses_are_emission_frames(word_lm):
     ({"decoder": "greedy", "lm": "x.arpa"}, "--lm and --lexicon need --decoder beam"),
     ({"decoder": "beam", "lm_weight": float("nan")}, "--lm-weight must be a finite number"),
     ({"decoder": "beam", "lm_unit": "char", "lexicon": "w.txt"}, "--lexicon cannot be used with a character LM"),
+    ({"decoder": "beam", "log_add": "yes"}, "--log-add must be true or false"),
 ])
 def test_bad_options_are_one_user_level_sentence(changes, message):
     with pytest.raises(DecodeOptionsError, match=message):
@@ -185,3 +186,73 @@ def test_an_upper_case_arpa_as_librispeech_publishes_it(tmp_path, word_lm):
     arpa.write_text("\n".join(map(upper, word_lm.read_text().splitlines())) + "\n")
     hyp = build_decoder(DecodeOptions("beam", lm=str(arpa), lm_weight=1.0), TOK)(AMBIGUOUS, LENGTH)[0]
     assert hyp.words == ["THE", "CAT", "SAT"] and hypothesis_text(hyp, TOK) == "the cat sat"
+
+
+# --- lexicon search: words end where the model emits a space --------------------------------------
+
+# Single letters are words too, as in a corpus of spelled letters and digits: "nine" is also "n i n e".
+LETTERS_AND_DIGITS = ["a", "e", "i", "n", "o", "one", "nine", "eight"]
+
+
+def held(symbols: str) -> torch.Tensor:
+    """(1, frames, vocab) log-probs with one frame per character of ``symbols``: ``_`` is the blank,
+    ``|`` the space, and a character held for several frames is written several times."""
+    x = torch.full((1, len(symbols), len(TOK)), -12.0)
+    for t, ch in enumerate(symbols):
+        x[0, t, TOK.blank if ch == "_" else TOK.encode(" " if ch == "|" else ch)[0]] = 0.0
+    return x.log_softmax(-1)
+
+
+@pytest.fixture(scope="module")
+def letters_lexicon(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("lexicon") / "words.txt"
+    path.write_text("\n".join(LETTERS_AND_DIGITS) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("symbols, words", [
+    ("nnniiinnneee___||__eeeiiigghhhtt", ["nine", "eight"]),  # letters held for frames: still one word each
+    ("n_i_n_e", ["nine"]),  # the last word of an utterance ends there, without a space after it
+    ("___a_||_a__", ["a", "a"]),
+    ("oo_nn_e||n_i_nne", ["one", "nine"]),
+])
+def test_lexicon_search_reads_the_words_greedy_reads(letters_lexicon, symbols, words):
+    log_probs = held(symbols)
+    lengths = torch.tensor([log_probs.shape[1]])
+    assert _text(GreedyDecoder(TOK.blank), log_probs, lengths) == " ".join(words)
+    hyp = build_decoder(DecodeOptions("beam", lexicon=str(letters_lexicon)), TOK)(log_probs, lengths)[0]
+    assert hyp.words == words
+    assert hyp.score == pytest.approx(GreedyDecoder(TOK.blank)(log_probs, lengths)[0].score, abs=1e-3), \
+        "greedy's path, nothing paid for a boundary the model did not emit"
+
+
+def _noisy_words(rng: torch.Generator, words: list[str], n_words: int) -> torch.Tensor:
+    """Log-probs of ``n_words`` random words, each symbol held 1-3 frames with blanks and spaces between,
+    and random rivals in every frame that never outscore the spoken symbol."""
+    symbols = []
+    for i in torch.randint(len(words), (n_words,), generator=rng).tolist():
+        for ch in words[i]:
+            symbols += [ch] * int(torch.randint(1, 4, (1,), generator=rng)) + ["_"] * int(torch.randint(0, 2, (1,), generator=rng))
+        symbols += ["|"] * int(torch.randint(1, 3, (1,), generator=rng))
+    x = held("".join(symbols[:-1]))
+    return (x + 2.0 * torch.rand(x.shape, generator=rng)).log_softmax(-1)  # 12 nats of margin, 2 of noise
+
+
+def test_at_lm_weight_and_word_score_0_the_beam_is_greedy(letters_lexicon, tmp_path):
+    """tune_lm.py's greedy-equivalent point: with a lexicon holding greedy's words (word LM) or without a
+    lexicon (character LM), lm_weight 0 and word_score 0 give greedy's transcript."""
+    rng = torch.Generator().manual_seed(0)
+    texts = [" ".join(LETTERS_AND_DIGITS[i] for i in torch.randint(8, (5,), generator=rng).tolist()) for _ in range(30)]
+    build_arpa(texts, tmp_path / "w.arpa", order=3, unit="word")
+    build_arpa(texts, tmp_path / "c.arpa", order=5, unit="char")
+    word = build_decoder(DecodeOptions("beam", lm=str(tmp_path / "w.arpa"), lm_weight=0.0), TOK)
+    char = build_decoder(DecodeOptions("beam", lm=str(tmp_path / "c.arpa"), lm_weight=0.0), TOK)
+    assert word.uses_lexicon and not char.uses_lexicon
+    for _ in range(20):
+        log_probs = _noisy_words(rng, LETTERS_AND_DIGITS, 6)
+        lengths = torch.tensor([log_probs.shape[1]])
+        greedy = _text(GreedyDecoder(TOK.blank), log_probs, lengths)
+        assert _text(word, log_probs, lengths) == greedy
+        assert _text(char, log_probs, lengths) == greedy
+        assert _text(word.with_weights(1.0, 0.0), log_probs, lengths).count(" ") == greedy.count(" "), \
+            "with the LM on, still one word per space"
