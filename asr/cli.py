@@ -81,6 +81,8 @@ def _add_decoding_args(parser: argparse.ArgumentParser, several: bool = False, t
         g.add_argument("--word-score", type=float, help=f"bonus per word, beta (default {d.word_score:g})")
     g.add_argument("--word-pause", type=float, help="seconds of pause that end a word where the model emitted "
                                                     f"no space (default {d.word_pause:g}; 0: off)")
+    g.add_argument("--log-add", action="store_true", default=None,
+                   help="beam: merge hypotheses by adding their probabilities (default: keep the best)")
     if not tuning:
         g.add_argument("--options", help="a JSON or YAML file of decoding options (conf/decode/*.yaml, "
                                          "or a .decoding.json written by tune_lm.py)")
@@ -95,7 +97,7 @@ def _decode_options(args: argparse.Namespace) -> DecodeOptions:
     if getattr(args, "options", None):
         base = load_options(args.options)
     flags = {k: getattr(args, k, None) for k in ("decoder", "lm", "lexicon", "lm_unit", "beam_size", "beam_size_token",
-                                                  "beam_threshold", "lm_weight", "word_score", "word_pause")}
+                                                  "beam_threshold", "lm_weight", "word_score", "word_pause", "log_add")}
     if flags["lm"] or flags["lexicon"]:
         flags["decoder"] = flags["decoder"] or "beam"
     elif flags["decoder"] == "greedy":  # greedy on a checkpoint tuned for beam: its LM is not wanted
@@ -390,7 +392,7 @@ def _tune(args: argparse.Namespace) -> int:
     from asr.evaluate import load_test_set
     from dataclasses import asdict
 
-    from asr.tuning import best_trial, dev_set, grid_search, score
+    from asr.tuning import Tuning, dev_set, grid_search, score
 
     base = _decode_options(args).replace(decoder="beam")
     recognizer = _recognizer(args, DecodeOptions(word_pause=base.word_pause))
@@ -401,19 +403,24 @@ def _tune(args: argparse.Namespace) -> int:
         _error("tune_lm.py", f"{failure} (left out)")
     if not dev.emissions:
         raise _Fail(f"{args.dev}: no readable utterance to tune on")
-    greedy_wer, _ = score(recognizer, dev, recognizer.decoder)
+    greedy_wer, greedy_errors = score(recognizer, dev, recognizer.decoder)
     print(f"{name}: {len(dev.emissions)} utterances, greedy WER {100 * greedy_wer:.2f}%", file=sys.stderr)
-    trials = grid_search(recognizer, dev, base, args.lm_weights, args.word_scores, on_trial=lambda t: print(
-        f"  lm_weight {t.lm_weight:g}, word_score {t.word_score:g}: WER {100 * t.wer:.2f}%", file=sys.stderr))
-    best = best_trial(trials)
+    tuning = Tuning(greedy_wer, greedy_errors, grid_search(
+        recognizer, dev, base, args.lm_weights, args.word_scores, on_trial=lambda t: print(
+            f"  lm_weight {t.lm_weight:g}, word_score {t.word_score:g}: WER {100 * t.wer:.2f}%", file=sys.stderr)))
+    best, greedy = tuning.best, f"greedy {100 * tuning.greedy_wer:.2f}%"
+    rows = [[t.lm_weight, t.word_score, 100 * t.wer] for t in sorted(tuning.trials, key=lambda t: t.errors)[:10]]
+    print(format_table(["lm_weight", "word_score", "WER %"], [["greedy", "", 100 * tuning.greedy_wer], *rows]))
+    point = f"lm_weight {best.lm_weight:g}, word_score {best.word_score:g}: WER {100 * best.wer:.2f}%"
+    save = Path(args.save) if args.save else options_path(args.checkpoint)
+    if not tuning.beats_greedy:
+        kept = f"; {save} is left as it was" if save.exists() else ""
+        print(f"no point beats greedy decoding (best: {point}, {greedy}): nothing stored, decode greedy{kept}")
+        return 0
     chosen = base.replace(lm_weight=best.lm_weight, word_score=best.word_score)
-    saved = save_options(chosen, args.save or options_path(args.checkpoint), dev_set=str(Path(args.dev).resolve()),
-                         utterances=len(dev.emissions), greedy_wer=greedy_wer, wer=best.wer,
-                         grid=[asdict(t) for t in trials])
-    rows = [[t.lm_weight, t.word_score, 100 * t.wer] for t in sorted(trials, key=lambda t: t.errors)[:10]]
-    print(format_table(["lm_weight", "word_score", "WER %"], rows))
-    print(f"best: lm_weight {best.lm_weight:g}, word_score {best.word_score:g}: WER {100 * best.wer:.2f}% "
-          f"(greedy {100 * greedy_wer:.2f}%); stored in {saved}")
+    saved = save_options(chosen, save, dev_set=str(Path(args.dev).resolve()), utterances=len(dev.emissions),
+                         greedy_wer=tuning.greedy_wer, wer=best.wer, grid=[asdict(t) for t in tuning.trials])
+    print(f"best: {point} ({greedy}); stored in {saved}")
     return 0
 
 

@@ -5,6 +5,12 @@ The model runs once over the dev set; its log-probs are saved to a cache file ke
 checkpoint (path, size, modification time) and the utterance ids, so a second tuning run (another
 grid, another LM) starts decoding at once. Every (lm_weight, word_score) pair of the grid is then
 decoded with beam search, reusing the loaded LM (:meth:`BeamDecoder.with_weights`).
+
+The grid always holds the greedy-equivalent point, ``GREEDY_POINT`` = (lm_weight 0, word_score 0):
+the LM and the word bonus are off and the beam's best path is greedy's, exactly with a character
+LM (lexicon-free search), and with a word LM whenever greedy's words are all in the lexicon (else
+the closest path that spells lexicon words). ``tune_lm.py`` compares the best point with greedy
+decoding itself (:class:`Tuning`); a result that does not beat greedy is not worth storing.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from asr.transcribe import DEFAULT_BATCH_SECONDS, Emission, Recognizer
 
 DEFAULT_LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # grid of LM weights (alpha)
 DEFAULT_WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0)  # grid of word bonuses (beta)
+GREEDY_POINT = (0.0, 0.0)  # (lm_weight, word_score) at which beam search gives greedy's path; always tried
 CACHE_FORMAT = 1
 
 
@@ -90,20 +97,43 @@ def score(recognizer: Recognizer, dev: DevSet, decoder) -> tuple[float, int]:
     return counts.rate, counts.errors
 
 
+def grid_points(lm_weights: Sequence[float], word_scores: Sequence[float]) -> list[tuple[float, float]]:
+    """The (lm_weight, word_score) pairs tried: ``GREEDY_POINT`` first, then the grid (each pair once)."""
+    return list(dict.fromkeys([GREEDY_POINT, *((float(w), float(s)) for w in lm_weights for s in word_scores)]))
+
+
 def grid_search(recognizer: Recognizer, dev: DevSet, base: DecodeOptions, lm_weights: Sequence[float],
                 word_scores: Sequence[float], on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
-    """Decode the dev set with every (lm_weight, word_score); trials in the order tried."""
+    """Decode the dev set at every point of :func:`grid_points`; trials in the order tried."""
     decoder = BeamDecoder(recognizer.tokenizer, base.replace(decoder="beam"))
     trials = []
-    for lm_weight in lm_weights:
-        for word_score in word_scores:
-            wer, errors = score(recognizer, dev, decoder.with_weights(lm_weight, word_score))
-            trials.append(Trial(lm_weight, word_score, wer, errors))
-            if on_trial is not None:
-                on_trial(trials[-1])
+    for lm_weight, word_score in grid_points(lm_weights, word_scores):
+        wer, errors = score(recognizer, dev, decoder.with_weights(lm_weight, word_score))
+        trials.append(Trial(lm_weight, word_score, wer, errors))
+        if on_trial is not None:
+            on_trial(trials[-1])
     return trials
 
 
 def best_trial(trials: Sequence[Trial]) -> Trial:
     """Fewest errors; among ties, the smallest LM weight and word bonus (the least LM-driven)."""
     return min(trials, key=lambda t: (t.errors, t.lm_weight, abs(t.word_score)))
+
+
+@dataclass
+class Tuning:
+    """A grid search and what greedy decoding scores on the same dev set."""
+
+    greedy_wer: float
+    greedy_errors: int
+    trials: list[Trial]
+
+    @property
+    def best(self) -> Trial:
+        return best_trial(self.trials)
+
+    @property
+    def beats_greedy(self) -> bool:
+        """Whether the best point makes fewer word errors than greedy (else greedy is the one to use)."""
+        return self.best.errors < self.greedy_errors
+
