@@ -280,6 +280,9 @@ def validate(cfg: DictConfig) -> None:
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     known = {f.name for f in dataclasses.fields(TrainerChecks)}
     typed(TrainerChecks, {k: v for k, v in trainer.items() if k in known}, "trainer")
+    if cfg.optim.clock == "time" and not trainer.get("max_time"):
+        raise ConfigError("optim.clock=time: the decay follows trainer.max_time, which is not set; set "
+                          "trainer.max_time=DD:HH:MM:SS or optim.clock=steps")
     resume = cfg.get("resume")
     if resume not in (None, "auto"):
         if not Path(resume).is_file():

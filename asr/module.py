@@ -13,6 +13,7 @@ import logging
 from typing import Any, Sequence
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 import torch
 from torch import nn
 
@@ -119,8 +120,21 @@ class ASRModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.parameters(), self.optim)
         total = self._schedule_steps() if self.optim.schedule == "cosine" else 0
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, self.optim, total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, self.optim, total, self._time_fraction()))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _time_fraction(self) -> float | None:
+        """The part of trainer.max_time used so far (Lightning's Timer, restored on resume), for
+        ``optim.clock: time``; None otherwise."""
+        if self.optim.clock != "time" or self._trainer is None:
+            return None
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is None:
+            return None
+        elapsed = timer.time_elapsed()
+        return min(1.0, elapsed / max(elapsed + remaining, 1e-9))
 
     def _schedule_steps(self) -> int:
         """Optimizer steps of the whole run. Estimated from the epoch length when training starts and

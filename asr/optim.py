@@ -10,6 +10,7 @@ import torch
 
 
 SCHEDULES = ("cosine", "inverse_sqrt", "constant")
+CLOCKS = ("steps", "time")
 
 
 @dataclass
@@ -23,6 +24,10 @@ class OptimConfig:
     warmup_steps: int = 300
     schedule: str = "cosine"  # cosine: to min_lr_ratio * lr at the last step | inverse_sqrt | constant
     min_lr_ratio: float = 0.05  # floor of the decay, as a fraction of lr
+    # What the cosine decay runs against: "steps" ends it at the run's last step (max_epochs or
+    # max_steps); "time" also ends it when trainer.max_time runs out, whichever comes first: for
+    # recipes with a time budget, whose step count depends on the machine (and so does the curve).
+    clock: str = "steps"
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # a config gives a list
@@ -40,14 +45,18 @@ class OptimConfig:
             raise ValueError(f"schedule={self.schedule}: must be one of {', '.join(SCHEDULES)}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock={self.clock}: must be one of {', '.join(CLOCKS)}")
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
-    """Multiplier of the peak lr at optimizer step ``step`` (0-based) of ``total_steps``."""
+def lr_factor(step: int, cfg: OptimConfig, total_steps: int, time_fraction: float | None = None) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based) of ``total_steps``; with
+    ``time_fraction`` (the part of the time budget used, ``clock: time``) the cosine decay runs
+    against whichever of the two is further along."""
     warmup = max(cfg.warmup_steps, 1)
     if step < warmup:
         return (step + 1) / warmup
@@ -56,6 +65,6 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
     if cfg.schedule == "inverse_sqrt":
         return max(cfg.min_lr_ratio, math.sqrt(warmup / (step + 1)))
     if cfg.schedule == "cosine":
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        progress = min(1.0, max((step - warmup) / max(1, total_steps - warmup), time_fraction or 0.0))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     raise ValueError(f"optim.schedule must be cosine, inverse_sqrt or constant, got {cfg.schedule!r}")
