@@ -105,6 +105,19 @@ def _decode_options(args: argparse.Namespace) -> DecodeOptions:
     return base.replace(**flags)
 
 
+MODEL_HELP = "a .ckpt written by scripts/train.py, or a .ts or .onnx export of one (scripts/export.py)"
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    from asr.emitters import BACKENDS
+
+    g = parser.add_argument_group("model")
+    g.add_argument("--backend", choices=BACKENDS, help="torch: checkpoints and TorchScript files; onnxruntime: "
+                                                      "ONNX files (default: the file's own)")
+    g.add_argument("--threads", type=int, help="CPU threads for the model (default: PyTorch's and ONNX Runtime's "
+                                               "own, one per core)")
+
+
 def _add_window_args(parser: argparse.ArgumentParser) -> None:
     d = WindowConfig()
     g = parser.add_argument_group("long recordings")
@@ -130,7 +143,10 @@ def _recognizer(args: argparse.Namespace, options: DecodeOptions) -> Recognizer:
         raise _Fail(f"--device {args.device}: not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise _Fail(f"--device {args.device}: no CUDA GPU is available here; use --device cpu")
-    return Recognizer.load(args.checkpoint, args.device, options, windows)
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise _Fail(f"--threads {threads}: must be at least 1")
+    return Recognizer.load(args.checkpoint, args.device, options, windows, getattr(args, "backend", None), threads)
 
 
 # --- decode.py ------------------------------------------------------------------------------------
@@ -144,9 +160,10 @@ def decode_main(argv: Sequence[str] | None = None) -> int:
                                       "WAV/FLAC/OGG/...), with timed words and subtitles.",
         epilog="examples:\n  decode.py model.ckpt talk.flac --format srt > talk.srt\n"
                "  decode.py model.ckpt recordings/ --format jsonl -o out.jsonl --lm lm.arpa\n"
+               "  decode.py model.int8.onnx recordings/ --threads 2     # an export: no checkpoint needed\n"
                "  find . -name '*.wav' | decode.py model.ckpt - --format txt",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
+    parser.add_argument("checkpoint", help=MODEL_HELP)
     parser.add_argument("audio", nargs="+", help="audio files, folders (searched recursively), JSON-lines "
                                                  "manifests (.jsonl), or - to read paths from stdin")
     parser.add_argument("-o", "--output", help="write to this file instead of stdout; for srt/vtt, a folder "
@@ -158,6 +175,7 @@ def decode_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS,
                         help="padded audio seconds per batch (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_model_args(parser)
     _add_decoding_args(parser)
     _add_window_args(parser)
     return _run(parser.prog, _decode, parser.parse_args(argv))
@@ -269,7 +287,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
                                         "frequent substitutions and the worst utterances; decoders side by side.",
         epilog="example:\n  evaluate.py model.ckpt data/synthetic/test --decoder greedy beam --lm lm.arpa",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
+    parser.add_argument("checkpoint", help=MODEL_HELP)
     parser.add_argument("data", nargs="+", help="test sets: manifest .jsonl files, LibriSpeech-layout folders, "
                                                 "or folders of audio files with .txt transcripts")
     parser.add_argument("--out", help="folder for report.json and <set>.utterances.jsonl "
@@ -278,6 +296,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS)
     parser.add_argument("--top", type=int, default=10, help="substitution pairs and worst utterances shown "
                                                              "(default %(default)s; 0: the table only)")
+    _add_model_args(parser)
     _add_decoding_args(parser, several=True)
     _add_window_args(parser)
     return _run(parser.prog, _evaluate, parser.parse_args(argv))
@@ -467,30 +486,38 @@ def _build_lm(args: argparse.Namespace) -> int:
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
-    from asr.export import EXPORT_TOLERANCE
+    from asr.export import EXPORT_TOLERANCE, INT8_TOLERANCE, ONNX_OPSET, QUANTIZATIONS
 
     parser = argparse.ArgumentParser(
         prog="export.py", description="Export a checkpoint's acoustic model, feature extraction included, to "
-                                      "TorchScript (runs with torch alone), checked against PyTorch.",
-        epilog="example:\n  export.py model.ckpt -o model.ts\n"
-               "  then: m = torch.jit.load('model.ts'); log_probs, frames = m(waveforms, lengths)",
+                                      "TorchScript (runs with torch alone) or ONNX (ONNX Runtime, opset "
+                                      f"{ONNX_OPSET}), float32 or int8, checked against PyTorch. The file carries "
+                                      "the tokenizer: decode.py and asr.load() take it in place of the checkpoint.",
+        epilog="examples:\n  export.py model.ckpt -o model.ts\n  export.py model.ckpt -o model.int8.onnx --quantize int8\n"
+               "  then: m = torch.jit.load('model.ts'); log_probs, frames = m(waveforms, lengths)\n"
+               "  or:   decode.py model.int8.onnx talk.flac",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
-    parser.add_argument("-o", "--output", required=True, help="the TorchScript file to write (.ts or .pt)")
-    parser.add_argument("--tolerance", type=float, default=EXPORT_TOLERANCE,
-                        help="largest log-prob difference accepted (default %(default)s)")
+    parser.add_argument("-o", "--output", required=True, help="the file to write: .ts or .pt (TorchScript), .onnx (ONNX)")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="dynamic int8 quantization of the LSTMs and the "
+                                                                   "output layer (default: float32)")
+    parser.add_argument("--tolerance", type=float,
+                        help=f"largest difference accepted: of log-probs for float32 (default {EXPORT_TOLERANCE:g}), "
+                             f"of probabilities for int8 (default {INT8_TOLERANCE:g})")
     return _run(parser.prog, _export, parser.parse_args(argv))
 
 
 def _export(args: argparse.Namespace) -> int:
-    from asr.export import ExportError, export_torchscript
+    from asr.export import FORMAT_NAMES, ExportError, export, export_format
 
     try:
-        diff = export_torchscript(args.checkpoint, args.output, args.tolerance)
+        diff, tolerance = export(args.checkpoint, args.output, args.quantize, args.tolerance)
     except ExportError as err:
         raise _Fail(str(err)) from None
-    print(f"{args.output}: TorchScript; largest log-prob difference from PyTorch {diff:.1e} "
-          f"(tolerance {args.tolerance:g})")
+    kind = "probability" if args.quantize else "log-prob"
+    size = Path(args.output).stat().st_size / 1e6
+    print(f"{args.output}: {FORMAT_NAMES[export_format(args.output)]} {args.quantize or 'float32'}, "
+          f"{size:.1f} MB; largest {kind} difference from PyTorch float32 {diff:.1e} (tolerance {tolerance:g})")
     return 0
 
 

@@ -1,172 +1,289 @@
-"""Export: a checkpoint's acoustic model, feature extraction included -> one TorchScript file.
+"""Export: a checkpoint -> one file that transcribes without asr: TorchScript or ONNX, float32 or int8.
 
-The exported module needs only ``torch`` (and torchaudio's ops that ``torch.jit.load`` finds
-without importing asr)::
+What is exported is the :class:`~asr.model.AcousticModel` itself, the code that trains: its inference
+path (log-mel features, convolutions, split BiLSTM, output layer) compiled by ``torch.jit.script``,
+so padding stays exact and no stage is written twice. ONNX is exported from that compiled module by
+PyTorch's TorchScript-based exporter (``torch.export``, behind the newer exporter, fixes the number
+of frames of an LSTM to the example's: pytorch/pytorch#191855), with two mappings of our own: the
+STFT's complex output, read only through ``view_as_real``, is ONNX's STFT (real and imaginary
+pairs), and the CUDA-only batch padding of the split LSTM is off. A model trained with
+``rnn_impl=packed`` is exported as the split stack with the same weights.
 
-    m = torch.jit.load("model.ts")
-    log_probs, frames = m(waveforms, lengths)  # (batch, samples) float32 at m.sample_rate, (batch,) int64
-    # -> (batch, frames, vocab) log-probs, (batch,) valid frames
-    symbols = json.loads(m.symbols)  # id -> symbol; id 0 is the CTC blank, " " the word boundary
+    m = torch.jit.load("model.ts")                      # TorchScript: torch alone
+    log_probs, frames = m(waveforms, lengths)           # (batch, samples) float32 at m.sample_rate, (batch,) int64
+    symbols = json.loads(m.symbols)                     # id -> symbol; id 0 is the CTC blank, " " the word boundary
 
-``ScriptableAcousticModel`` is the model's inference path written so ``torch.jit.script`` can
-compile it, sharing the trained modules (mel filterbank, convolutions, LSTMs, output layer):
-log-mel of each waveform as if alone, per-utterance normalization over valid frames, the
-subsampling convolutions with padding re-zeroed after each, a bidirectional LSTM whose backward
-direction starts at each sequence's own last frame, log-softmax. ``export`` checks the compiled
-module against the PyTorch model on a batch of different lengths, and the round-trip test does
-the same after loading the file in a fresh interpreter: the largest log-prob difference must stay
-within EXPORT_TOLERANCE.
+    s = onnxruntime.InferenceSession("model.onnx")      # ONNX: dynamic batch and length axes, opset ONNX_OPSET
+    log_probs, frames = s.run(None, {"waveforms": w, "lengths": n})
+    meta = s.get_modelmeta().custom_metadata_map        # "sample_rate", "frame_rate", "symbols" (JSON), "asr_export"
+
+Both carry ``asr_export`` (JSON, :func:`export_metadata`): the export format, the tokenizer and the
+frame arithmetic, so ``asr.load`` and ``decode.py`` need the file alone (:mod:`asr.emitters` reads it).
+
+int8 (``quantize="int8"``): dynamic quantization of the LSTMs and the output layer, weights int8,
+activations quantized at run time. TorchScript: PyTorch's ``quantize_dynamic``; ONNX: ONNX Runtime's
+(``DynamicQuantizeLSTM``, ``MatMulInteger``); the features and convolutions stay float32. Activation
+scales are taken per tensor, so an int8 model's output depends on its batch by quantization noise.
+
+Every export is run on a batch of CHECK_SECONDS random waveforms and compared with the float32
+PyTorch model: float32 forms within EXPORT_TOLERANCE of its log-probs, int8 forms within
+INT8_TOLERANCE of its probabilities (an int8 log-prob of a symbol the model rules out moves a lot
+and changes nothing). The file is written only if it passes, atomically.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import io
 import json
+import logging
 import os
-import re
+import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from asr.checkpoint import load_checkpoint
+from asr.features import time_mask
+from asr.files import atomic_write
 from asr.model import AcousticModel
 from asr.text import CharTokenizer
 
-EXPORT_TOLERANCE = 1e-4  # largest |log-prob difference| accepted between the export and PyTorch (float32)
-CHECK_SECONDS = (1.0, 2.7, 0.3)  # lengths of the random waveforms the export is checked on
+EXPORT_FORMAT = 1  # version of the files' metadata (asr_export); asr.emitters refuses other versions
+METADATA_KEY = "asr_export"
+EXPORT_TOLERANCE = 1e-4  # largest |log-prob difference| accepted between a float32 export and PyTorch
+INT8_TOLERANCE = 0.05  # largest |probability difference| accepted between an int8 export and float32 PyTorch
+CHECK_SECONDS = (1.0, 2.7, 0.3)  # lengths of the random waveforms an export is checked on
+ONNX_OPSET = 17  # the first with STFT; ONNX Runtime runs it on every CPU
+ONNX_INPUTS, ONNX_OUTPUTS = ("waveforms", "lengths"), ("log_probs", "frames")
+FORMATS = {".ts": "torchscript", ".pt": "torchscript", ".onnx": "onnx"}  # output suffix -> format
+FORMAT_NAMES = {"torchscript": "TorchScript", "onnx": "ONNX"}
+QUANTIZATIONS = ("int8",)
 _CHECK_SEED = 0
-_PACKED = re.compile(r"lstm\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")  # one nn.LSTM
-_SPLIT = re.compile(r"layers\.(\d+)\.(fwd|bwd)\.(weight_ih|weight_hh|bias_ih|bias_hh)_l0$")  # per-direction LSTMs
+_ONNX_FLOAT_NODES = "/features/"  # ONNX nodes left in float32 by int8 quantization (the mel filterbank)
 
 
 class ExportError(RuntimeError):
-    """The export does not reproduce the model within EXPORT_TOLERANCE."""
+    """An export that cannot be written, or that does not reproduce the model; the message says which."""
 
 
-def _direction_weights(rnn: nn.Module) -> dict[tuple[int, str], dict[str, torch.Tensor]]:
-    """The recurrent stack's weights per (layer, "fwd" | "bwd"), whichever layout it stores."""
-    out: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
-    for key, value in rnn.state_dict().items():
-        if m := _PACKED.match(key):
-            kind, layer, reverse = m.groups()
-            out.setdefault((int(layer), "bwd" if reverse else "fwd"), {})[f"{kind}_l0"] = value
-        elif m := _SPLIT.match(key):
-            layer, direction, kind = m.groups()
-            out.setdefault((int(layer), direction), {})[f"{kind}_l0"] = value
-        else:
-            raise ExportError(f"unknown recurrent weight {key!r}; export knows nn.LSTM and split layouts")
+def export_metadata(model: AcousticModel, tokenizer: CharTokenizer, fmt: str, quantize: str | None) -> dict[str, Any]:
+    """What an exported file says about itself (METADATA_KEY): enough to decode with the file alone."""
+    from asr import __version__
+
+    sub = model.subsampling
+    return {"format": EXPORT_FORMAT, "asr_version": __version__, "backend": fmt, "quantize": quantize,
+            "sample_rate": model.feature_config.sample_rate, "hop_length": model.feature_config.hop_length,
+            "time_kernels": list(sub.time_kernels), "time_strides": list(sub.time_strides),
+            "vocab_size": model.head.out_features, "frame_rate": model.output_frame_rate,
+            "symbols": tokenizer.symbols, "tokenizer": tokenizer.to_dict()}
+
+
+def inference_model(model: AcousticModel) -> AcousticModel:
+    """A float32 CPU copy of ``model`` in eval mode with the split LSTM stack (weights converted)."""
+    config = dataclasses.replace(model.model_config, rnn_impl="split")
+    out = AcousticModel(model.head.out_features, model.feature_config, config)
+    out.load_state_dict(model.state_dict())  # the LSTM stack renames packed weights on load
+    return out.float().cpu().eval()
+
+
+def quantize_int8(model: AcousticModel) -> nn.Module:
+    """``model`` with PyTorch dynamic int8 quantization of its LSTMs and linear layers (a copy)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization points at torchao
+        return quantize_dynamic(inference_model(model), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+
+
+def script(model: nn.Module, metadata: dict[str, Any] | None = None) -> torch.jit.ScriptModule:
+    """``model`` compiled with ``torch.jit.script``; ``metadata`` becomes its attributes ``asr_export``
+    (JSON), ``symbols`` (JSON), ``sample_rate`` and ``frame_rate``. TorchScript is deprecated in
+    favour of ``torch.export`` (see the module docstring); the warning saying so is silenced."""
+    model = copy.copy(model)  # attributes are added to a shallow copy, the caller's model is left alone
+    if metadata is not None:
+        model.asr_export = json.dumps(metadata, ensure_ascii=False)
+        model.symbols = json.dumps(metadata["symbols"], ensure_ascii=False)
+        model.sample_rate, model.frame_rate = int(metadata["sample_rate"]), float(metadata["frame_rate"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=DeprecationWarning)
+        return torch.jit.script(model.eval())
+
+
+def check_inputs(sample_rate: int, seconds: tuple[float, ...] = CHECK_SECONDS) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of random waveforms of ``seconds`` (different lengths, so padding is checked)."""
+    gen = torch.Generator().manual_seed(_CHECK_SEED)
+    lengths = torch.tensor([int(s * sample_rate) for s in seconds])
+    waves = 0.1 * torch.randn(len(lengths), int(lengths.max()), generator=gen)
+    return waves * time_mask(lengths, waves.shape[1]), lengths
+
+
+def max_difference(expected: tuple[torch.Tensor, torch.Tensor], got: tuple[torch.Tensor, torch.Tensor],
+                   probabilities: bool = False) -> float:
+    """Largest |difference| of two ``(log_probs, frames)`` over the valid frames, of the log-probs or
+    (``probabilities``) of their exponentials; ExportError if the frame counts differ."""
+    (lp, frames), (lp2, frames2) = expected, got
+    if not torch.equal(frames.cpu(), torch.as_tensor(frames2).cpu()):
+        raise ExportError(f"frame counts differ: {frames.tolist()} vs {torch.as_tensor(frames2).tolist()}")
+    lp2 = torch.as_tensor(lp2)
+    diff = (lp.exp() - lp2.exp()) if probabilities else (lp - lp2)
+    valid = time_mask(frames, lp.shape[1])
+    return float(diff.abs()[valid].max()) if valid.any() else 0.0
+
+
+# --- TorchScript ----------------------------------------------------------------------------------
+
+
+def torchscript_bytes(model: AcousticModel, tokenizer: CharTokenizer, quantize: str | None = None) -> bytes:
+    """The TorchScript file of ``model`` (float32, or ``quantize="int8"``), as bytes."""
+    base = quantize_int8(model) if quantize == "int8" else inference_model(model)
+    scripted = script(base, export_metadata(model, tokenizer, "torchscript", quantize))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.save points at torch.export
+        torch.jit.save(scripted, buffer)
+    return buffer.getvalue()
+
+
+# --- ONNX -----------------------------------------------------------------------------------------
+
+
+def _need_onnx(quantize: str | None) -> None:
+    try:
+        import onnx  # noqa: F401
+        if quantize:
+            import onnxruntime  # noqa: F401
+    except ImportError as err:
+        raise ExportError(f"{'an int8 ' if quantize else 'an '}ONNX export needs the onnx extra ({err.name} is "
+                          "not installed): pip install 'asr[onnx]'") from None
+
+
+@contextmanager
+def _onnx_symbolics() -> Iterator[None]:
+    """Teach the TorchScript-based exporter the model's two ops it does not map (see the module
+    docstring) for the duration of one export."""
+    from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
+    from torch.onnx._internal.torchscript_exporter import symbolic_helper, symbolic_opset17
+
+    @symbolic_helper.parse_args("v", "i", "i", "i", "v", "b", "b", "b", "b")
+    def stft(g, signal, n_fft, hop_length=None, win_length=None, window=None, normalized=False, onesided=True,
+             return_complex=False, align_to_window=None):
+        # ONNX's STFT gives (..., 2) real/imaginary pairs: what view_as_real of the complex STFT gives.
+        return symbolic_opset17.stft(g, signal, n_fft, hop_length, win_length, window, normalized, onesided, False)
+
+    def view_as_real(g, x):
+        return x
+
+    def is_cuda(g, x):
+        return g.op("Constant", value_t=torch.tensor(False))
+
+    ops = {"aten::stft": stft, "aten::view_as_real": view_as_real, "prim::is_cuda": is_cuda}
+    for name, fn in ops.items():
+        register_custom_op_symbolic(name, fn, ONNX_OPSET)
+    try:
+        yield
+    finally:
+        for name in ops:
+            unregister_custom_op_symbolic(name, ONNX_OPSET)
+
+
+def onnx_bytes(model: AcousticModel, tokenizer: CharTokenizer, quantize: str | None = None) -> bytes:
+    """The ONNX file of ``model`` (float32, or ``quantize="int8"`` by ONNX Runtime), as bytes."""
+    _need_onnx(quantize)
+    import onnx
+
+    scripted = script(inference_model(model))
+    waves, lengths = check_inputs(model.feature_config.sample_rate)
+    axes = {"waveforms": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+            "log_probs": {0: "batch", 1: "frames"}, "frames": {0: "batch"}}
+    with tempfile.TemporaryDirectory() as tmp, _onnx_symbolics(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation, constant folding and LSTM notes
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(scripted, (waves, lengths), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=list(ONNX_INPUTS), output_names=list(ONNX_OUTPUTS), dynamic_axes=axes)
+        if quantize == "int8":
+            path = _quantize_onnx(path)
+        proto = onnx.load(str(path))
+    meta = export_metadata(model, tokenizer, "onnx", quantize)
+    plain = {"sample_rate": str(meta["sample_rate"]), "frame_rate": repr(meta["frame_rate"]),
+             "symbols": json.dumps(meta["symbols"], ensure_ascii=False), METADATA_KEY: json.dumps(meta, ensure_ascii=False)}
+    del proto.metadata_props[:]
+    for key, value in plain.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name, proto.doc_string = "asr", "BiLSTM-CTC acoustic model, features inside (asr.export)"
+    return proto.SerializeToString()
+
+
+def _quantize_onnx(path: Path) -> Path:
+    """ONNX Runtime's dynamic int8 quantization of the LSTMs and MatMuls outside the features."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre, out = path.with_name("pre.onnx"), path.with_name("int8.onnx")
+    # The exporter stores the LSTM weights as Constant nodes; the quantizer wants initializers.
+    quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
+    skip = [n.name for n in onnx.load(str(pre)).graph.node if n.name.startswith(_ONNX_FLOAT_NODES)]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs its pre-processing advice on the root logger
+    try:
+        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul"],
+                         nodes_to_exclude=skip)
+    finally:
+        root.setLevel(level)
     return out
 
 
-class _Direction(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__()
-        self.fwd = nn.LSTM(input_size, hidden_size, batch_first=True)
-        self.bwd = nn.LSTM(input_size, hidden_size, batch_first=True)
+# --- checked export -------------------------------------------------------------------------------
 
 
-class ScriptableAcousticModel(nn.Module):
-    """``(batch, samples)`` waveforms + ``(batch,)`` lengths -> ``(batch, frames, vocab)`` log-probs + frames."""
-
-    def __init__(self, model: AcousticModel, tokenizer: CharTokenizer) -> None:
-        super().__init__()
-        fc = model.feature_config
-        self.mel = model.features.mel
-        self.half_fft, self.hop, self.log_floor = fc.n_fft // 2, fc.hop_length, fc.log_floor
-        self.normalize = fc.normalize == "utterance"
-        self.convs = model.subsampling.blocks
-        self.conv_kernels = [layer.kernel[0] for layer in model.subsampling.layers]
-        self.conv_strides = [layer.stride[0] for layer in model.subsampling.layers]
-        weights = _direction_weights(model.rnn)
-        hidden, layers = model.model_config.hidden_size, 1 + max(layer for layer, _ in weights)
-        sizes = [model.subsampling.output_size] + [2 * hidden] * (layers - 1)
-        self.rnn = nn.ModuleList(_Direction(size, hidden) for size in sizes)
-        for (layer, direction), state in weights.items():
-            getattr(self.rnn[layer], direction).load_state_dict(state)
-        self.head = model.head
-        self.sample_rate: int = fc.sample_rate
-        self.frame_rate: float = model.output_frame_rate
-        self.symbols: str = json.dumps(tokenizer.symbols, ensure_ascii=False)
-
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        padded = nn.functional.pad(waveforms.float(), (self.half_fft, self.half_fft))
-        feats = torch.log(self.mel(padded) + self.log_floor)  # (batch, n_mels, frames)
-        frames = torch.div(lengths, self.hop, rounding_mode="floor") + 1
-        feats = feats[..., : waveforms.shape[-1] // self.hop + 1]
-        mask = _mask(frames, feats.shape[-1])[:, None, :]
-        if self.normalize:
-            count = frames[:, None, None].to(feats.dtype)
-            valid = feats.masked_fill(~mask, 0.0)
-            mean = valid.sum(-1, keepdim=True) / count
-            var = ((valid - mean).masked_fill(~mask, 0.0) ** 2).sum(-1, keepdim=True) / count
-            feats = (feats - mean) * torch.rsqrt(var + 1e-5)
-        x = feats.masked_fill(~mask, 0.0).transpose(1, 2).unsqueeze(1)  # (batch, 1, frames, n_mels)
-        for i, block in enumerate(self.convs):
-            x = block(x)
-            kernel, stride = self.conv_kernels[i], self.conv_strides[i]
-            frames = torch.div(frames + 2 * (kernel // 2) - kernel, stride, rounding_mode="floor") + 1
-            x = x * _mask(frames, x.shape[2])[:, None, :, None].to(x.dtype)
-        batch, channels, steps, freq = x.shape
-        x = x.permute(0, 2, 1, 3).reshape(batch, steps, channels * freq)
-        t = torch.arange(steps, device=x.device)[None, :]
-        flipped = frames[:, None] - 1 - t
-        reverse = torch.where(flipped >= 0, flipped, t)[:, :, None]  # reverses each sequence within its length
-        valid = _mask(frames, steps)[:, :, None].to(x.dtype)
-        for layer in self.rnn:
-            forward_out, _ = layer.fwd(x)
-            backward_in = x.gather(1, reverse.expand(-1, -1, x.shape[-1]))
-            backward_out, _ = layer.bwd(backward_in)
-            backward_out = backward_out.gather(1, reverse.expand(-1, -1, backward_out.shape[-1]))
-            x = torch.cat([forward_out, backward_out], dim=-1) * valid
-        return self.head(x).float().log_softmax(-1), frames
+def export_format(output: str | os.PathLike) -> str:
+    """"torchscript" or "onnx" from the output's suffix; ExportError naming the suffixes otherwise."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in FORMATS:
+        raise ExportError(f"{output}: unknown export format {suffix or '(no suffix)'!r}; "
+                          f"name the file {' or '.join(f'*{s}' for s in FORMATS)}")
+    return FORMATS[suffix]
 
 
-def script(model: AcousticModel, tokenizer: CharTokenizer) -> torch.jit.ScriptModule:
-    """``model`` (in eval mode) compiled with ``torch.jit.script``. TorchScript is deprecated in
-    favour of ``torch.export``, which cannot yet trace this model with a dynamic number of samples
-    (the feature frames are sliced with a Python int); the warning saying so is silenced."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
-        return torch.jit.script(ScriptableAcousticModel(model.eval(), tokenizer).eval())
+def export(checkpoint: str | os.PathLike, output: str | os.PathLike, quantize: str | None = None,
+           tolerance: float | None = None, threads: int | None = None) -> tuple[float, float]:
+    """Export a checkpoint to ``output`` (format from the suffix: .ts/.pt TorchScript, .onnx ONNX),
+    check it against the float32 PyTorch model, write it atomically; return the largest difference
+    (of log-probs for float32, of probabilities for int8) and the tolerance it met (ExportError
+    above it; default EXPORT_TOLERANCE or INT8_TOLERANCE)."""
+    from asr.emitters import open_model
 
-
-def _mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def check_inputs(sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A padded batch of random waveforms of CHECK_SECONDS (different lengths, so padding is checked)."""
-    gen = torch.Generator().manual_seed(_CHECK_SEED)
-    lengths = torch.tensor([int(s * sample_rate) for s in CHECK_SECONDS])
-    waves = 0.1 * torch.randn(len(lengths), int(lengths.max()), generator=gen)
-    return waves * _mask(lengths, waves.shape[1]), lengths
-
-
-def max_difference(reference: nn.Module, exported: torch.jit.ScriptModule, waves: torch.Tensor,
-                   lengths: torch.Tensor) -> float:
-    """Largest |log-prob difference| over the valid frames; ExportError if the frame counts differ."""
-    with torch.inference_mode():
-        expected, expected_frames = reference(waves, lengths)
-        got, got_frames = exported(waves, lengths)
-    if not torch.equal(expected_frames.cpu(), got_frames.cpu()):
-        raise ExportError(f"frame counts differ: {expected_frames.tolist()} vs {got_frames.tolist()}")
-    valid = _mask(expected_frames, expected.shape[1])
-    return float((expected - got).abs()[valid].max()) if valid.any() else 0.0
-
-
-def export_torchscript(checkpoint: str | os.PathLike, output: str | os.PathLike,
-                       tolerance: float = EXPORT_TOLERANCE) -> float:
-    """Compile a checkpoint's model to TorchScript, check it, save it; return the largest difference."""
+    fmt = export_format(output)
+    if fmt == "onnx":
+        try:
+            _need_onnx(quantize)
+        except ExportError as err:
+            raise ExportError(f"{output}: {err}") from None
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ExportError(f"quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)} (or none)")
+    tolerance = tolerance if tolerance is not None else INT8_TOLERANCE if quantize else EXPORT_TOLERANCE
     loaded = load_checkpoint(checkpoint)
-    model = loaded.model.eval()
-    scripted = script(model, loaded.tokenizer)
-    diff = max_difference(model, scripted, *check_inputs(model.feature_config.sample_rate))
-    if diff > tolerance:
-        raise ExportError(f"{checkpoint}: the export differs from the model by {diff:.2e} (> {tolerance:.0e})")
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    scripted.save(str(tmp))
-    os.replace(tmp, output)  # atomic, as every file written for the user
-    return diff
+    model = inference_model(loaded.model)
+    data = (onnx_bytes if fmt == "onnx" else torchscript_bytes)(model, loaded.tokenizer, quantize)
+    with tempfile.TemporaryDirectory() as tmp:  # checked as it will be loaded: from the file
+        path = Path(tmp) / Path(output).name
+        path.write_bytes(data)
+        emitter, _ = open_model(path, device="cpu", threads=threads)
+        waves, lengths = check_inputs(model.feature_config.sample_rate)
+        with torch.inference_mode():
+            diff = max_difference(model(waves, lengths), emitter(waves, lengths), probabilities=quantize is not None)
+        del emitter
+    if not diff <= tolerance:
+        kind = "probabilities" if quantize else "log-probs"
+        raise ExportError(f"{checkpoint}: the {fmt} export's {kind} differ from the model's by {diff:.2e} "
+                          f"(> {tolerance:g}); nothing written")
+    with atomic_write(output, "wb") as f:
+        f.write(data)
+    return diff, tolerance

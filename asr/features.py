@@ -97,21 +97,35 @@ class LogMel(nn.Module):
             hop_length=config.hop_length, f_min=config.f_min, f_max=config.f_max,
             n_mels=config.n_mels, center=False, power=2.0,
         )
+        # What forward reads, as plain attributes (TorchScript does not read the config).
+        self.n_fft, self.win_length, self.hop_length = config.n_fft, config.win_length, config.hop_length
+        self.half_fft, self.log_floor = config.n_fft // 2, config.log_floor
+        self.normalize = config.normalize == "utterance"  # else "none" (FeatureConfig checks)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
-        half = cfg.n_fft // 2
-        with torch.autocast(waveforms.device.type, enabled=False):
-            padded = nn.functional.pad(waveforms.float(), (half, half))
-            feats = torch.log(self.mel(padded) + cfg.log_floor)  # (batch, n_mels, frames)
-        n_frames = frame_lengths(lengths, cfg.hop_length)
-        feats = feats[..., : int(waveforms.shape[-1]) // cfg.hop_length + 1]
+        if torch.jit.is_scripting():  # exported: no autocast to turn off (TorchScript wants a constant device)
+            feats = self._log_mel(waveforms)
+        else:
+            with torch.autocast(waveforms.device.type, enabled=False):  # float32 under mixed precision
+                feats = self._log_mel(waveforms)
+        n_frames = frame_lengths(lengths, self.hop_length)
+        feats = feats[..., : waveforms.shape[-1] // self.hop_length + 1]
         mask = time_mask(n_frames, feats.shape[-1])[:, None, :]  # (batch, 1, frames)
-        if cfg.normalize == "utterance":
+        if self.normalize:
             feats = _normalize(feats, mask, n_frames)
-        elif cfg.normalize != "none":
-            raise ValueError(f"features.normalize must be 'utterance' or 'none', got {cfg.normalize!r}")
         return feats.masked_fill(~mask, 0.0), n_frames
+
+    def _log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """``(batch, n_mels, frames)``: each waveform framed as if alone (zeros beyond both ends).
+
+        The power spectrum is ``self.mel``'s (its window and filterbank), written out so that the
+        STFT's complex output is only read through ``view_as_real``: ONNX has no complex tensors,
+        and its STFT returns those real/imaginary pairs (asr.export maps one onto the other)."""
+        padded = nn.functional.pad(waveforms.float(), (self.half_fft, self.half_fft))
+        spec = torch.stft(padded, self.n_fft, self.hop_length, self.win_length, self.mel.spectrogram.window,
+                          center=False, return_complex=True)  # (batch, freq, frames) complex
+        power = torch.view_as_real(spec).pow(2).sum(-1)  # |X|^2, as MelSpectrogram(power=2)
+        return torch.log(self.mel.mel_scale(power) + self.log_floor)
 
 
 def _normalize(feats: torch.Tensor, mask: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:

@@ -10,12 +10,15 @@
 Every length is derived from the layers' own parameters, and padding is masked after every
 layer that could leak it, so a padded batch gives each utterance the output it gets alone.
 The model knows nothing of decoding or text; it returns log-probs and their lengths, always.
+Its forward pass is also what ``asr.export`` compiles (``torch.jit.script``) and exports to ONNX:
+the layers' forwards read plain attributes only (no config objects), so the code that trains is
+the code that is deployed.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -90,34 +93,43 @@ class ConvSubsampling(nn.Module):
             ))
             in_ch, freq = layer.channels, _conv_out(freq, kf, layer.stride[1])
         self.blocks = nn.ModuleList(blocks)
+        self.time_kernels = [layer.kernel[0] for layer in layers]  # what forward reads (TorchScript)
+        self.time_strides = [layer.stride[0] for layer in layers]
         self.output_size = in_ch * freq if layers else n_mels
         self.time_stride = 1
         for layer in layers:
             self.time_stride *= layer.stride[0]
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            lengths = _conv_out(lengths, layer.kernel[0], layer.stride[0])
-        return lengths
+        return subsampled_lengths(lengths, self.time_kernels, self.time_strides)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = feats.transpose(1, 2).unsqueeze(1)  # (batch, 1, frames, n_mels)
-        for layer, block in zip(self.layers, self.blocks):
+        for i, block in enumerate(self.blocks):
             x = block(x)
-            lengths = _conv_out(lengths, layer.kernel[0], layer.stride[0])
+            lengths = _conv_out(lengths, self.time_kernels[i], self.time_strides[i])
             # Zero the padded frames so the next kernel sees what a lone utterance would see.
             x = x * time_mask(lengths, x.shape[2])[:, None, :, None]
         batch, channels, frames, freq = x.shape
         return x.permute(0, 2, 1, 3).reshape(batch, frames, channels * freq), lengths
 
 
-def _conv_out(size: Any, kernel: int, stride: int) -> Any:
-    """Output size of a convolution with padding ``kernel // 2`` (int or int64 tensor)."""
+def subsampled_lengths(lengths: torch.Tensor, kernels: Sequence[int], strides: Sequence[int]) -> torch.Tensor:
+    """Frames left after convolutions of these time kernels and strides (padding ``kernel // 2``)."""
+    for kernel, stride in zip(kernels, strides):
+        lengths = _conv_out(lengths, kernel, stride)
+    return lengths
+
+
+def _conv_out(size: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Output size of a convolution with padding ``kernel // 2``: int64 tensor (or an int)."""
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
 class AcousticModel(nn.Module):
     """``(batch, samples)`` waveforms + lengths -> ``(batch, frames, vocab)`` log-probs + frame lengths."""
+
+    __jit_unused_properties__ = ["output_frame_rate"]  # torch.jit.script compiles forward only
 
     def __init__(
         self,

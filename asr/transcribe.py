@@ -1,11 +1,13 @@
-"""Transcription: audio files of any length -> text and timed words, with a trained checkpoint.
+"""Transcription: audio files of any length -> text and timed words, with a trained checkpoint
+or an export of one (TorchScript or ONNX, float32 or int8: ``scripts/export.py``).
 
-    recognizer = asr.load("runs/synthetic/latest/checkpoints/last.ckpt")
+    recognizer = asr.load("runs/synthetic/latest/checkpoints/last.ckpt")   # or "model.int8.onnx"
     recognizer.transcribe("speech.flac").text
     [t.text for t in recognizer.transcribe(["a.wav", "b.ogg"])]
     recognizer.transcribe("talk.flac", words=True).words  # [Word("hello", 0.52, 0.80, 0.97), ...]
 
-Two stages, usable apart: :meth:`Recognizer.emissions` turns files into CPU log-probs
+The model is an :class:`~asr.emitters.Emitter` (``recognizer.runner``): PyTorch, TorchScript or
+ONNX Runtime, behind the same windowing, batching and decoding. Two stages, usable apart: :meth:`Recognizer.emissions` turns files into CPU log-probs
 (:class:`Emission`), :meth:`Recognizer.decode` turns one into a :class:`Transcript` with any
 decoder (evaluation decodes the same log-probs greedily and with beam search).
 
@@ -28,9 +30,8 @@ import torch
 
 from asr.alignment import Word, align_words
 from asr.audio import AudioError, audio_info, load_audio
-from asr.checkpoint import load_checkpoint
 from asr.decoding import DecodeOptions, Decoder, build_decoder, hypothesis_text, split_at_pauses, stored_options
-from asr.features import frame_lengths
+from asr.emitters import Emitter, TorchEmitter, open_model, pick_device  # noqa: F401 (pick_device: API)
 from asr.model import AcousticModel
 from asr.text import CharTokenizer
 from asr.windows import Window, WindowConfig, run_windows, segment_bounds, stream_log_probs
@@ -59,74 +60,57 @@ class Emission:
     duration: float  # seconds of audio
 
 
-def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class ModelRunner:
-    """An :class:`AcousticModel` on its device as :mod:`asr.windows` sees it: CPU in, CPU out."""
-
-    def __init__(self, model: AcousticModel, device: torch.device) -> None:
-        self.model, self.device = model, device
-        self.hop = model.feature_config.hop_length
-        self.samples_per_frame = self.hop * model.subsampling.time_stride
-        self.vocab_size = model.head.out_features
-
-    def output_frames(self, n_samples: int) -> int:
-        return int(self.model.subsampling.output_lengths(frame_lengths(torch.tensor([n_samples]), self.hop))[0])
-
-    @torch.inference_mode()
-    def __call__(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_probs, out_lengths = self.model(waveforms.to(self.device), lengths.to(self.device))
-        return log_probs.float().cpu(), out_lengths.cpu()
-
-
 class Recognizer:
-    """A trained acoustic model, its tokenizer and a decoder, on one device.
+    """An acoustic model (any :class:`~asr.emitters.Emitter`), its tokenizer and a decoder.
 
     Args:
-        model, tokenizer: from a checkpoint (``asr.checkpoint.load_checkpoint``).
-        device: "auto" (CUDA if available), "cpu", "cuda:1", ...
+        model: an :class:`AcousticModel` (from ``asr.checkpoint.load_checkpoint``), run on ``device``;
+            or an Emitter (``asr.emitters.open_model``: an exported TorchScript or ONNX file), which
+            runs where it was opened.
+        tokenizer: the model's.
+        device: "auto" (CUDA if available), "cpu", "cuda:1", ... for an AcousticModel.
         decoder: a ready decoder; if None, one is built from ``options``.
         options: decoding options (greedy when None).
         windows: how long recordings are cut.
     """
 
-    def __init__(self, model: AcousticModel, tokenizer: CharTokenizer, device: str | torch.device | None = "auto",
-                 decoder: Decoder | None = None, options: DecodeOptions | None = None,
-                 windows: WindowConfig | None = None) -> None:
-        self.device = pick_device(device)
-        self.model = model.eval().to(self.device)
+    def __init__(self, model: AcousticModel | Emitter, tokenizer: CharTokenizer,
+                 device: str | torch.device | None = "auto", decoder: Decoder | None = None,
+                 options: DecodeOptions | None = None, windows: WindowConfig | None = None) -> None:
+        self.runner = model if isinstance(model, Emitter) else TorchEmitter.of_model(model, device)
+        self.device = self.runner.device
+        self.sample_rate = self.runner.sample_rate
         self.tokenizer = tokenizer
         self.options = options or DecodeOptions()
         self.decoder = decoder or build_decoder(self.options, tokenizer)
         self.windows = windows or WindowConfig()
-        self.runner = ModelRunner(self.model, self.device)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = "auto",
-             options: DecodeOptions | None = None, windows: WindowConfig | None = None) -> Recognizer:
-        """Load a checkpoint; decode with ``options``, else those tuned for it, else greedily."""
-        loaded = load_checkpoint(path)
+             options: DecodeOptions | None = None, windows: WindowConfig | None = None,
+             backend: str | None = None, threads: int | None = None) -> Recognizer:
+        """Load a checkpoint, or a TorchScript or ONNX export of one (float32 or int8:
+        ``asr.emitters.open_model``); decode with ``options``, else those tuned for it, else greedily."""
+        emitter, tokenizer = open_model(path, backend, device, threads)
         options = options or stored_options(path) or DecodeOptions()
-        return cls(loaded.model, loaded.tokenizer, device, options=options, windows=windows)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.model.feature_config.sample_rate
+        return cls(emitter, tokenizer, options=options, windows=windows)
 
     @property
     def frame_rate(self) -> float:
         """Output frames per second."""
         return self.sample_rate / self.runner.samples_per_frame
 
-    def transcribe_waveforms(self, waveforms: Sequence[torch.Tensor]) -> list[str]:
-        """Mono ``(samples,)`` waveforms at ``sample_rate`` -> texts, in one batch."""
-        return [self.decode(Emission(None, lp, w.numel() / self.sample_rate)).text
-                for w, lp in zip(waveforms, run_windows(self.runner, waveforms, self.tokenizer.blank))]
+    def transcribe_waveforms(self, waveforms: Sequence[torch.Tensor], batch_seconds: float | None = None) -> list[str]:
+        """Mono ``(samples,)`` waveforms at ``sample_rate`` -> texts: in one batch, or sorted by
+        duration and batched up to ``batch_seconds`` of padded audio, as files are."""
+        durations = {i: w.numel() / self.sample_rate for i, w in enumerate(waveforms)}
+        groups = (_batches(sorted(durations, key=durations.get), durations, batch_seconds) if batch_seconds
+                  else [list(durations)])
+        texts = {}
+        for group in groups:
+            for i, lp in zip(group, run_windows(self.runner, [waveforms[i] for i in group], self.tokenizer.blank)):
+                texts[i] = self.decode(Emission(None, lp, durations[i])).text
+        return [texts[i] for i in range(len(waveforms))]
 
     # --- files -> log-probs ---------------------------------------------------------------------
 
@@ -260,9 +244,11 @@ def _batches(order: list[int], durations: dict[int, float], budget: float) -> It
 
 
 def load(path: str | os.PathLike, device: str | torch.device | None = "auto",
-         options: DecodeOptions | None = None) -> Recognizer:
-    """Load a training checkpoint for transcription (with its tuned decoding options, if any)."""
-    return Recognizer.load(path, device, options)
+         options: DecodeOptions | None = None, backend: str | None = None, threads: int | None = None) -> Recognizer:
+    """Load a training checkpoint, or a TorchScript (.ts) or ONNX (.onnx) export of one, float32 or
+    int8, for transcription (with its tuned decoding options, if any). ``backend``: "torch" or
+    "onnxruntime" (default: the file's own); ``threads``: CPU threads for the model."""
+    return Recognizer.load(path, device, options, backend=backend, threads=threads)
 
 
 def expand_paths(inputs: Iterable[str | os.PathLike], extensions: Sequence[str]) -> list[Path]:

@@ -1,56 +1,251 @@
-"""TorchScript export: the compiled model equals the PyTorch one, also loaded in a fresh interpreter."""
+"""Export: the AcousticModel itself compiles; every exported form (TorchScript and ONNX, float32 and
+int8) reproduces PyTorch, also loaded in a fresh interpreter without asr; decode.py and asr.load
+take the files in place of the checkpoint; a file they cannot use is one line saying what to do."""
 
 import json
 import subprocess
 import sys
 
+import numpy as np
+import onnx
 import pytest
+import soundfile as sf
 import torch
 
+import asr
 from asr.checkpoint import load_checkpoint
-from asr.cli import export_main
-from asr.export import EXPORT_TOLERANCE, check_inputs, max_difference, script
+from asr.cli import decode_main, export_main
+from asr.export import (EXPORT_TOLERANCE, INT8_TOLERANCE, METADATA_KEY, check_inputs, inference_model,
+                        max_difference, quantize_int8, script)
 from asr.features import FeatureConfig
 from asr.model import AcousticModel, ConvLayer, ModelConfig
 from asr.text import CharTokenizer
 
 TOK = CharTokenizer()
+FORMS = ("model.ts", "model.int8.ts", "model.onnx", "model.int8.onnx")
+
+
+def _small_model(impl, layers, normalize):
+    torch.manual_seed(0)
+    config = ModelConfig(conv=[ConvLayer(4, (3, 3), (2, 2)), ConvLayer(4, (5, 3), (2, 2))], rnn_layers=layers,
+                         hidden_size=16, rnn_impl=impl)
+    return AcousticModel(len(TOK), FeatureConfig(normalize=normalize), config).eval()
 
 
 @pytest.mark.parametrize("impl, layers, normalize", [("split", 2, "utterance"), ("packed", 2, "utterance"),
                                                      ("split", 1, "none")])
-def test_scripted_model_matches_pytorch(impl, layers, normalize):
-    torch.manual_seed(0)
-    config = ModelConfig(conv=[ConvLayer(4, (3, 3), (2, 2)), ConvLayer(4, (5, 3), (2, 2))], rnn_layers=layers,
-                         hidden_size=16, rnn_impl=impl)
-    model = AcousticModel(len(TOK), FeatureConfig(normalize=normalize), config).eval()
-    scripted = script(model, TOK)
-    assert max_difference(model, scripted, *check_inputs(16_000)) <= EXPORT_TOLERANCE
-
-
-def test_exported_file_runs_without_asr_and_matches_pytorch(tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "model.ts"
-    assert export_main([str(tiny_checkpoint), "-o", str(out)]) == 0
-    assert "largest log-prob difference" in capsys.readouterr().out
+def test_the_model_itself_compiles_and_matches_pytorch_padding_included(impl, layers, normalize):
+    model = _small_model(impl, layers, normalize)
+    scripted = script(inference_model(model))
     waves, lengths = check_inputs(16_000)
-    waves, lengths = waves[:, :30_000] * 2, lengths.clamp(max=30_000)  # not the inputs the export was checked on
-    torch.save({"waves": waves, "lengths": lengths}, tmp_path / "inputs.pt")
-    code = (f"import sys, json, torch; m = torch.jit.load({str(out)!r}); x = torch.load({str(tmp_path / 'inputs.pt')!r});"
-            f"lp, n = m(x['waves'], x['lengths']); torch.save({{'lp': lp, 'n': n}}, {str(tmp_path / 'out.pt')!r});"
-            "print(json.dumps({'asr': 'asr' in sys.modules, 'rate': m.sample_rate, 'symbols': json.loads(m.symbols)}))")
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    info = json.loads(run.stdout)
-    assert info == {"asr": False, "rate": 16_000, "symbols": TOK.symbols}
-    got = torch.load(tmp_path / "out.pt")
-    model = load_checkpoint(tiny_checkpoint).model
     with torch.inference_mode():
-        expected, frames = model(waves, lengths)
-    assert torch.equal(got["n"], frames)
-    valid = torch.arange(expected.shape[1])[None, :] < frames[:, None]
-    assert (got["lp"] - expected).abs()[valid].max() <= EXPORT_TOLERANCE
+        expected = model(waves, lengths)
+        assert max_difference(expected, scripted(waves, lengths)) <= EXPORT_TOLERANCE
+        for i, n in enumerate(lengths.tolist()):  # each utterance alone: what it got in the batch
+            alone = scripted(waves[i : i + 1, :n], lengths[i : i + 1])
+            frames = int(expected[1][i])
+            assert int(alone[1][0]) == frames
+            assert (alone[0][0, :frames] - expected[0][i, :frames]).abs().max() <= EXPORT_TOLERANCE
 
 
-def test_export_of_a_bad_checkpoint_is_one_line(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def exports(tiny_checkpoint, tmp_path_factory):
+    """The four forms of the tiny checkpoint, written by export.py."""
+    folder = tmp_path_factory.mktemp("exports")
+    for name in FORMS:
+        quantize = ["--quantize", "int8"] if ".int8." in name else []
+        assert export_main([str(tiny_checkpoint), "-o", str(folder / name), *quantize]) == 0
+    return folder
+
+
+def test_export_prints_what_it_wrote_and_the_difference(tiny_checkpoint, tmp_path, capsys):
+    assert export_main([str(tiny_checkpoint), "-o", str(tmp_path / "m.int8.onnx"), "--quantize", "int8"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tmp_path / 'm.int8.onnx'}: ONNX int8, ") and "largest probability difference" in out
+    assert f"(tolerance {INT8_TOLERANCE:g})" in out
+
+
+# Runs in a fresh interpreter that never imports asr: what a deployment has.
+_RUN_WITHOUT_ASR = """
+import json, sys
+import numpy as np, torch
+folder, inputs = sys.argv[1], torch.load(sys.argv[2])
+waves, lengths = inputs["waves"], inputs["lengths"]
+out, info = {}, {}
+for name in %r:
+    path = f"{folder}/{name}"
+    if name.endswith(".ts"):
+        m = torch.jit.load(path)
+        run = lambda w, n: m(w, n)
+        info[name] = {"sample_rate": m.sample_rate, "frame_rate": m.frame_rate, "symbols": json.loads(m.symbols)}
+    else:
+        import onnxruntime
+        s = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        run = lambda w, n: [torch.from_numpy(a) for a in s.run(None, {"waveforms": w.numpy(), "lengths": n.numpy()})]
+        meta = s.get_modelmeta().custom_metadata_map
+        info[name] = {"sample_rate": int(meta["sample_rate"]), "frame_rate": float(meta["frame_rate"]),
+                      "symbols": json.loads(meta["symbols"])}
+    with torch.inference_mode():
+        out[name] = {"batch": run(waves, lengths),
+                     "alone": [run(waves[i : i + 1, : int(n)], lengths[i : i + 1]) for i, n in enumerate(lengths)]}
+torch.save(out, sys.argv[3])
+print(json.dumps({"asr": any(m == "asr" or m.startswith("asr.") for m in sys.modules), "info": info}))
+""" % (FORMS,)
+
+
+def test_every_exported_form_runs_without_asr_and_matches_pytorch(exports, tiny_checkpoint, tmp_path):
+    waves, lengths = check_inputs(16_000, (1.9, 0.4, 1.2))  # not the inputs the export was checked on
+    waves = 2 * waves
+    torch.save({"waves": waves, "lengths": lengths}, tmp_path / "inputs.pt")
+    run = subprocess.run([sys.executable, "-c", _RUN_WITHOUT_ASR, str(exports), str(tmp_path / "inputs.pt"),
+                          str(tmp_path / "out.pt")], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["asr"] is False
+    model = load_checkpoint(tiny_checkpoint).model
+    frame_rate = model.output_frame_rate
+    for name in FORMS:
+        assert result["info"][name] == {"sample_rate": 16_000, "frame_rate": frame_rate, "symbols": TOK.symbols}
+    got = torch.load(tmp_path / "out.pt")
+    with torch.inference_mode():
+        float32 = model(waves, lengths)
+        int8 = quantize_int8(model)(waves, lengths)
+    checks = {"model.ts": (float32, False, EXPORT_TOLERANCE),
+              "model.int8.ts": (int8, False, EXPORT_TOLERANCE),  # exactly PyTorch's int8 model
+              "model.onnx": (float32, False, EXPORT_TOLERANCE),
+              "model.int8.onnx": (float32, True, INT8_TOLERANCE)}  # ONNX Runtime's int8 against float32
+    for name, (expected, probabilities, tolerance) in checks.items():
+        assert max_difference(expected, got[name]["batch"], probabilities) <= tolerance, name
+        # padding: each utterance alone gets what it got in the batch (int8: up to quantization noise,
+        # its activation scales are the batch's)
+        int8_form = ".int8." in name
+        for i, (log_probs, frames) in enumerate(got[name]["alone"]):
+            n = int(got[name]["batch"][1][i])
+            assert int(frames[0]) == n, name
+            a, b = got[name]["batch"][0][i, :n], log_probs[0, :n]
+            diff = (a.exp() - b.exp()) if int8_form else (a - b)
+            assert diff.abs().max() <= (INT8_TOLERANCE if int8_form else EXPORT_TOLERANCE), name
+
+
+def _wavs(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    paths = []
+    for i, seconds in enumerate((1.3, 0.7)):
+        t = np.arange(int(16000 * seconds)) / 16000
+        sf.write(folder / f"u{i}.wav", 0.3 * np.sin(2 * np.pi * (250 + 200 * t) * t) + 0.02 * rng.standard_normal(t.size),
+                 16000)
+        paths.append(str(folder / f"u{i}.wav"))
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl", "srt"])
+def test_decode_reads_every_form_as_it_reads_the_checkpoint(exports, tiny_checkpoint, tmp_path, capsys, fmt):
+    wavs = _wavs(tmp_path / "audio")
+    outputs = {}
+    for model in (tiny_checkpoint, *(exports / name for name in FORMS)):
+        out = tmp_path / str(len(outputs))
+        assert decode_main([str(model), *wavs, "--format", fmt, "-o", str(out), "--no-progress"]) == 0, model
+        outputs[model.name] = (sorted(p.read_text() for p in out.iterdir()) if out.is_dir() else out.read_text())
+        if fmt == "jsonl":
+            lines = [json.loads(line) for line in out.read_text().splitlines()]
+            assert [line["path"] for line in lines] == wavs and all("words" in line for line in lines)
+    capsys.readouterr()
+    reference = outputs.pop(tiny_checkpoint.name)
+    assert outputs["model.ts"] == reference and outputs["model.onnx"] == reference
+    assert all(outputs[name] for name in ("model.int8.ts", "model.int8.onnx"))
+
+
+def test_beam_search_and_asr_load_take_an_export(exports, tiny_checkpoint, tmp_path):
+    pytest.importorskip("flashlight.lib.text")
+    wavs = _wavs(tmp_path / "audio")
+    beam = asr.DecodeOptions("beam", beam_size=4)
+    for name in ("model.onnx", "model.int8.ts"):
+        checkpoint = asr.load(tiny_checkpoint, device="cpu", options=beam)
+        exported = asr.load(exports / name, options=beam, threads=1)
+        assert exported.device.type == "cpu" and exported.frame_rate == checkpoint.frame_rate
+        got = exported.transcribe(wavs, words=True)
+        if name == "model.onnx":
+            assert [t.text for t in got] == [t.text for t in checkpoint.transcribe(wavs)]
+        assert all(w.start <= w.end <= t.duration for t in got for w in t.words)
+
+
+# --- files that cannot be used --------------------------------------------------------------------
+
+
+def _older_and_foreign_files(folder, exports):
+    """Files a user may give in place of an export, and how the one error line must go on."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        torch.onnx.export(torch.nn.Linear(3, 2), (torch.randn(1, 3),), str(folder / "other.onnx"), dynamo=False)
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(folder / "other.ts"))
+
+    class OldExport(torch.nn.Module):  # what scripts/export.py wrote before the asr_export metadata
+        def __init__(self):
+            super().__init__()
+            self.symbols, self.sample_rate, self.frame_rate = json.dumps(TOK.symbols), 16_000, 25.0
+
+        def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor):
+            return waveforms, lengths
+
+    torch.jit.script(OldExport()).save(str(folder / "old.ts"))
+    for name, version in (("old.onnx", 0), ("new.onnx", 99)):
+        proto = onnx.load(str(exports / "model.onnx"))
+        for prop in proto.metadata_props:
+            if prop.key == METADATA_KEY:
+                prop.value = json.dumps({**json.loads(prop.value), "format": version})
+        onnx.save(proto, str(folder / name))
+    again = "export it again from its checkpoint: scripts/export.py CHECKPOINT -o {}"
+    return {"other.onnx": "an ONNX model asr did not export (no asr_export metadata; inputs onnx::Gemm_0, not "
+                          "waveforms, lengths); export the checkpoint of the model you want: "
+                          "scripts/export.py CHECKPOINT -o other.onnx",
+            "other.ts": "a TorchScript model (scripts/export.py writes these), but not one asr exported (no "
+                        "asr_export entry); export a checkpoint: scripts/export.py CHECKPOINT -o other.ts",
+            "old.ts": "a TorchScript model exported by an older asr (no asr_export entry); " + again.format("old.ts"),
+            "old.onnx": "exported by an older asr (export format 0; this asr reads 1); " + again.format("old.onnx"),
+            "new.onnx": "exported by a newer asr (export format 99; this asr reads 1); upgrade asr to load it"}
+
+
+def test_a_file_from_another_model_or_version_is_one_line_saying_what_to_do(exports, tmp_path, capsys):
+    wav = _wavs(tmp_path / "audio")[0]
+    for name, says in _older_and_foreign_files(tmp_path / "bad", exports).items():
+        assert decode_main([str(tmp_path / "bad" / name), wav, "--no-progress"]) == 2, name
+        err = capsys.readouterr().err
+        assert err == f"decode.py: error: {tmp_path / 'bad' / name}: {says}\n", err
+
+
+def test_an_onnx_file_without_onnx_runtime_says_which_extra_to_install(exports, tiny_checkpoint, tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    wav = _wavs(tmp_path / "audio")[0]
+    model = exports / "model.int8.onnx"
+    assert decode_main([str(model), wav, "--no-progress"]) == 2
+    assert capsys.readouterr().err == (f"decode.py: error: {model}: an ONNX model needs ONNX Runtime, which is not "
+                                       "installed: pip install 'asr[onnx]' (or decode the checkpoint or TorchScript "
+                                       "export)\n")
+    out = tmp_path / "m.int8.onnx"
+    assert export_main([str(tiny_checkpoint), "-o", str(out), "--quantize", "int8"]) == 2
+    assert capsys.readouterr().err == (f"export.py: error: {out}: an int8 ONNX export needs the onnx extra "
+                                       "(onnxruntime is not installed): pip install 'asr[onnx]'\n")
+    assert not out.exists()
+
+
+def test_a_backend_that_does_not_run_the_file_is_one_line(exports, tiny_checkpoint, tmp_path, capsys):
+    wav = _wavs(tmp_path / "audio")[0]
+    assert decode_main([str(exports / "model.onnx"), wav, "--backend", "torch"]) == 2
+    assert capsys.readouterr().err == (f"decode.py: error: {exports / 'model.onnx'}: an ONNX model, which runs with "
+                                       "--backend onnxruntime, not torch; use --backend onnxruntime, or the "
+                                       "TorchScript export or checkpoint of the same model\n")
+    assert decode_main([str(tiny_checkpoint), wav, "--backend", "onnxruntime"]) == 2
+    assert capsys.readouterr().err == (f"decode.py: error: {tiny_checkpoint}: a training checkpoint, which runs with "
+                                       "--backend torch, not onnxruntime; export an ONNX file for it: "
+                                       "scripts/export.py last.ckpt -o model.onnx\n")
+
+
+def test_export_of_a_bad_checkpoint_or_to_an_unknown_format_is_one_line(tiny_checkpoint, tmp_path, capsys):
     assert export_main([str(tmp_path / "none.ckpt"), "-o", str(tmp_path / "m.ts")]) == 2
     assert capsys.readouterr().err.strip() == f"export.py: error: {tmp_path / 'none.ckpt'}: checkpoint not found"
+    assert export_main([str(tiny_checkpoint), "-o", str(tmp_path / "m.bin")]) == 2
+    assert capsys.readouterr().err.strip() == (f"export.py: error: {tmp_path / 'm.bin'}: unknown export format "
+                                               "'.bin'; name the file *.ts or *.pt or *.onnx")
+    assert not (tmp_path / "m.ts").exists() and not (tmp_path / "m.bin").exists()
