@@ -4,10 +4,9 @@ What is exported is the :class:`~asr.model.AcousticModel` itself, the code that 
 path (log-mel features, convolutions, split BiLSTM, output layer) compiled by ``torch.jit.script``,
 so padding stays exact and no stage is written twice. ONNX is exported from that compiled module by
 PyTorch's TorchScript-based exporter (``torch.export``, behind the newer exporter, fixes the number
-of frames of an LSTM to the example's: pytorch/pytorch#191855), with two mappings of our own: the
-STFT's complex output, read only through ``view_as_real``, is ONNX's STFT (real and imaginary
-pairs), and the CUDA-only batch padding of the split LSTM is off. A model trained with
-``rnn_impl=packed`` is exported as the split stack with the same weights.
+of frames of an LSTM to the example's: pytorch/pytorch#191855); the split LSTM's CUDA-only batch
+padding is off there. A model trained with ``rnn_impl=packed`` is exported as the split stack with
+the same weights.
 
     m = torch.jit.load("model.ts")                      # TorchScript: torch alone
     log_probs, frames = m(waveforms, lengths)           # (batch, samples) float32 at m.sample_rate, (batch,) int64
@@ -59,7 +58,7 @@ METADATA_KEY = "asr_export"
 EXPORT_TOLERANCE = 1e-4  # largest |log-prob difference| accepted between a float32 export and PyTorch
 INT8_TOLERANCE = 0.05  # largest |probability difference| accepted between an int8 export and float32 PyTorch
 CHECK_SECONDS = (1.0, 2.7, 0.3)  # lengths of the random waveforms an export is checked on
-ONNX_OPSET = 17  # the first with STFT; ONNX Runtime runs it on every CPU
+ONNX_OPSET = 17  # ONNX Runtime runs it on every CPU
 ONNX_INPUTS, ONNX_OUTPUTS = ("waveforms", "lengths"), ("log_probs", "frames")
 FORMATS = {".ts": "torchscript", ".pt": "torchscript", ".onnx": "onnx"}  # output suffix -> format
 FORMAT_NAMES = {"torchscript": "TorchScript", "onnx": "ONNX"}
@@ -165,31 +164,18 @@ def _need_onnx(quantize: str | None) -> None:
 
 @contextmanager
 def _onnx_symbolics() -> Iterator[None]:
-    """Teach the TorchScript-based exporter the model's two ops it does not map (see the module
-    docstring) for the duration of one export."""
+    """For the duration of one export, teach the TorchScript-based exporter the one op of the model
+    it does not map: ``Tensor.is_cuda`` (the split LSTM pads CUDA batches for cuDNN) is false."""
     from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
-    from torch.onnx._internal.torchscript_exporter import symbolic_helper, symbolic_opset17
-
-    @symbolic_helper.parse_args("v", "i", "i", "i", "v", "b", "b", "b", "b")
-    def stft(g, signal, n_fft, hop_length=None, win_length=None, window=None, normalized=False, onesided=True,
-             return_complex=False, align_to_window=None):
-        # ONNX's STFT gives (..., 2) real/imaginary pairs: what view_as_real of the complex STFT gives.
-        return symbolic_opset17.stft(g, signal, n_fft, hop_length, win_length, window, normalized, onesided, False)
-
-    def view_as_real(g, x):
-        return x
 
     def is_cuda(g, x):
         return g.op("Constant", value_t=torch.tensor(False))
 
-    ops = {"aten::stft": stft, "aten::view_as_real": view_as_real, "prim::is_cuda": is_cuda}
-    for name, fn in ops.items():
-        register_custom_op_symbolic(name, fn, ONNX_OPSET)
+    register_custom_op_symbolic("prim::is_cuda", is_cuda, ONNX_OPSET)
     try:
         yield
     finally:
-        for name in ops:
-            unregister_custom_op_symbolic(name, ONNX_OPSET)
+        unregister_custom_op_symbolic("prim::is_cuda", ONNX_OPSET)
 
 
 def onnx_bytes(model: AcousticModel, tokenizer: CharTokenizer, quantize: str | None = None) -> bytes:

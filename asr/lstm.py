@@ -60,8 +60,11 @@ def reverse_index(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
 
 
 def reverse_sequences(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``(batch, frames, features)`` reordered along time by ``reverse_index``."""
-    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[-1]))
+    """``(batch, frames, features)`` reordered along time by ``reverse_index``: whole frames are
+    picked (index_select of rows, cheaper than a gather with the index spread over the features)."""
+    batch, frames = index.shape
+    rows = (index + torch.arange(batch, device=index.device)[:, None] * frames).reshape(-1)
+    return x.reshape(batch * frames, x.shape[-1]).index_select(0, rows).reshape(batch, frames, x.shape[-1])
 
 
 class _BiLSTMBase(nn.Module):

@@ -17,7 +17,7 @@ from asr.checkpoint import load_checkpoint
 from asr.cli import decode_main, export_main
 from asr.export import (EXPORT_TOLERANCE, INT8_TOLERANCE, METADATA_KEY, check_inputs, inference_model,
                         max_difference, quantize_int8, script)
-from asr.features import FeatureConfig
+from asr.features import FeatureConfig, LogMel
 from asr.model import AcousticModel, ConvLayer, ModelConfig
 from asr.text import CharTokenizer
 
@@ -30,6 +30,20 @@ def _small_model(impl, layers, normalize):
     config = ModelConfig(conv=[ConvLayer(4, (3, 3), (2, 2)), ConvLayer(4, (5, 3), (2, 2))], rnn_layers=layers,
                          hidden_size=16, rnn_impl=impl)
     return AcousticModel(len(TOK), FeatureConfig(normalize=normalize), config).eval()
+
+
+@pytest.mark.parametrize("n_mels, n_fft, win_length", [(40, 512, 400), (80, 512, 400), (80, 400, 400)])
+def test_the_features_real_valued_stft_is_torchaudios_log_mel(n_mels, n_fft, win_length):
+    """LogMel computes its power spectrum as a convolution with the DFT basis (exportable anywhere):
+    the same log-mel as torchaudio's MelSpectrogram of the same zero-padded waveform."""
+    config = FeatureConfig(n_mels=n_mels, n_fft=n_fft, win_length=win_length)
+    features = LogMel(config)
+    waves = 0.1 * torch.randn(3, 16_000, generator=torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(waves, (n_fft // 2, n_fft // 2))
+    expected = torch.log(features.mel(padded) + config.log_floor)
+    got = features._log_mel(waves)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-3  # float32 rounding of a sum of 400 products, in the log
 
 
 @pytest.mark.parametrize("impl, layers, normalize", [("split", 2, "utterance"), ("packed", 2, "utterance"),
