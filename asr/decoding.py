@@ -110,7 +110,7 @@ class DecodeOptions:
     lexicon: str | None = None  # words (one per line, or "word t o k e n s"); None = the LM's words
     lm_unit: str = "auto"  # what the LM's tokens are: "word", "char", or "auto" (read from the ARPA)
     lm_weight: float = 0.5  # weight of the LM's log10-probs (alpha); tune with scripts/tune_lm.py
-    word_score: float = 0.0  # bonus per word (beta); with a char LM, per space between words
+    word_score: float = 0.0  # bonus per word (beta); lexicon-free (char LM): per frame of space, held frames too
     # A pause this long (seconds of blank) between two symbols ends a word even if the model emitted no
     # space there. Off (0) by default: it splits words on single utterances (+1 WER point on the
     # synthetic test set at 0.5 s), and long recordings already get a space at each pause where they
