@@ -342,7 +342,8 @@ class BeamDecoder:
         return hyps
 
 
-def _end_with_boundary(emissions: torch.Tensor, lengths: torch.Tensor, boundary: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _end_with_boundary(emissions: torch.Tensor, lengths: torch.Tensor,
+                       boundary: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs with one more frame after each utterance's last, where only the word boundary is
     possible (log-prob 0, every other symbol IMPOSSIBLE): the lexicon search ends every word at a
     boundary, and the model emits none after the last word of an utterance."""

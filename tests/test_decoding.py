@@ -232,7 +232,8 @@ def _noisy_words(rng: torch.Generator, words: list[str], n_words: int) -> torch.
     symbols = []
     for i in torch.randint(len(words), (n_words,), generator=rng).tolist():
         for ch in words[i]:
-            symbols += [ch] * int(torch.randint(1, 4, (1,), generator=rng)) + ["_"] * int(torch.randint(0, 2, (1,), generator=rng))
+            frames, blanks = torch.randint(1, 4, (1,), generator=rng), torch.randint(0, 2, (1,), generator=rng)
+            symbols += [ch] * int(frames) + ["_"] * int(blanks)
         symbols += ["|"] * int(torch.randint(1, 3, (1,), generator=rng))
     x = held("".join(symbols[:-1]))
     return (x + 2.0 * torch.rand(x.shape, generator=rng)).log_softmax(-1)  # 12 nats of margin, 2 of noise
