@@ -4,6 +4,7 @@
     recognizer = asr.load("model.ckpt")
     print(recognizer.transcribe("speech.flac").text)
     beam = asr.load("model.ckpt", options=asr.DecodeOptions("beam", lm="lm.arpa"))
+    fast = asr.load("model.int8.onnx", threads=2)   # an export (scripts/export.py): TorchScript or ONNX
 """
 
 from asr.decoding import DecodeOptions

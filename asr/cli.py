@@ -502,8 +502,9 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="dynamic int8 quantization of the LSTMs and the "
                                                                    "output layer (default: float32)")
     parser.add_argument("--tolerance", type=float,
-                        help=f"largest difference accepted: of log-probs for float32 (default {EXPORT_TOLERANCE:g}), "
-                             f"of probabilities for int8 (default {INT8_TOLERANCE:g})")
+                        help=f"float32: largest log-prob difference accepted (default {EXPORT_TOLERANCE:g}); int8: "
+                             "largest mean total-variation distance between the per-frame distributions "
+                             f"(default {INT8_TOLERANCE:g})")
     return _run(parser.prog, _export, parser.parse_args(argv))
 
 
@@ -514,10 +515,10 @@ def _export(args: argparse.Namespace) -> int:
         diff, tolerance = export(args.checkpoint, args.output, args.quantize, args.tolerance)
     except ExportError as err:
         raise _Fail(str(err)) from None
-    kind = "probability" if args.quantize else "log-prob"
+    kind = "mean probability distance (total variation)" if args.quantize else "largest log-prob difference"
     size = Path(args.output).stat().st_size / 1e6
     print(f"{args.output}: {FORMAT_NAMES[export_format(args.output)]} {args.quantize or 'float32'}, "
-          f"{size:.1f} MB; largest {kind} difference from PyTorch float32 {diff:.1e} (tolerance {tolerance:g})")
+          f"{size:.1f} MB; {kind} from PyTorch float32 {diff:.1e} (tolerance {tolerance:g})")
     return 0
 
 
