@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic_wer import budget_string, curve  # noqa: E402 - the benchmarks' shared curve reader
+from synthetic_wer import budget_string, curve, machine_line  # noqa: E402 - the benchmarks' shared curve reader
 
 from asr.config import compose_config  # noqa: E402
 from asr.data.manifest import Utterance, from_librispeech, read_manifest, write_manifest  # noqa: E402
@@ -161,8 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                          f"lm_weight {r['lm_weight']:g}, word_score {r['word_score']:g}" if "lm_weight" in r else
                          f"word_score {r['word_score']:g}" if "word_score" in r else ""]
                         for name, r in table["rows"].items()]))
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " \
-              f"{torch.get_num_threads()} threads"
+    machine = machine_line()
     print(f"\n{table['test_utterances']} test utterances ({table['test_words']} words); recipe {args.recipe}, "
           f"{args.minutes:g} min budget, overrides {args.overrides}; {machine}; checkpoint {checkpoint}")
     if args.json:

@@ -32,6 +32,12 @@ def budget_string(minutes: float) -> str:
     return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def machine_line() -> str:
+    """The processor, cores, torch version and threads a measurement ran with."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " \
+           f"{torch.get_num_threads()} threads"
+
+
 def curve(metrics_csv: Path) -> list[dict[str, float]]:
     """One row per validation from a CSVLogger file: epoch, minutes, last train loss, dev WER/CER."""
     rows, last_loss = [], float("nan")
@@ -65,8 +71,7 @@ def main() -> None:
     print(format_table(["epoch", "step", "minutes", "train loss", "dev WER %", "dev CER %"],
                        [[r["epoch"], r["step"], r["minutes"], r["train_loss"], r["dev_wer"], r["dev_cer"]] for r in rows]))
     test_wer, test_cer = 100 * results["test/test/wer"], 100 * results["test/test/cer"]
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " \
-              f"{torch.get_num_threads()} threads"
+    machine = machine_line()
     print(f"\ntest WER {test_wer:.2f}% / CER {test_cer:.2f}% on unseen voices after {args.minutes:g} min "
           f"of training ({machine}); run folder {run_dir}")
     if args.json:
