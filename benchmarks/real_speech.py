@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_wer import budget_string, curve, machine_line  # noqa: E402 - the benchmarks' shared curve reader
 
