@@ -22,6 +22,7 @@ import functools
 import inspect
 import os
 import sys
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ def _schema_type(hint: Any) -> Any:
         return hint
     if hint is os.PathLike or origin is os.PathLike or hint is Path:
         return str
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         members = [a for a in args if a is not type(None)]
         kinds = {_schema_type(a) for a in members}
         inner = kinds.pop() if len(kinds) == 1 else Any

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.data.batching import Collate, DurationBatchSampler
-from asr.data.corpora.librispeech import _extraction_context
+from asr.data.corpora.archive import _extraction_context
 from asr.data.dataset import AudioDataset
 from asr.data.download import extract
 from asr.data.manifest import from_librispeech

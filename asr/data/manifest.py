@@ -131,7 +131,7 @@ def from_librispeech(folder: str | os.PathLike, progress: bool = True) -> tuple[
             entries.append((utt_id, audio, text, utt_id.split("-")[0]))
     if not entries and not problems:
         raise ManifestError(f"{folder}: no *.trans.txt transcripts found (is it a LibriSpeech-layout folder?)")
-    return _with_durations(entries, problems, progress)
+    return with_durations(entries, problems, progress)
 
 
 def from_audio_folder(folder: str | os.PathLike, progress: bool = True) -> tuple[list[Utterance], list[Problem]]:
@@ -148,12 +148,14 @@ def from_audio_folder(folder: str | os.PathLike, progress: bool = True) -> tuple
         entries.append((audio.stem, audio, text, audio.parent.name))
     if not entries and not problems:
         raise ManifestError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
-    return _with_durations(entries, problems, progress)
+    return with_durations(entries, problems, progress)
 
 
-def _with_durations(
+def with_durations(
     entries: Sequence[tuple[str, Path, str, str]], problems: list[Problem], progress: bool
 ) -> tuple[list[Utterance], list[Problem]]:
+    """``(id, audio path, text, speaker)`` entries -> utterances with exact durations read from the
+    audio headers (in parallel), and the entries whose audio could not be read added to ``problems``."""
     def probe(entry: tuple[str, Path, str, str]) -> Utterance | Problem:
         utt_id, audio, text, speaker = entry
         try:

@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 from asr.data.corpora.archive import ArchiveCorpus, Indexed
 from asr.data.corpora.base import CorpusError
-from asr.data.manifest import ManifestError, Problem, _with_durations, read_manifest
+from asr.data.manifest import ManifestError, Problem, with_durations, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class AN4Corpus(ArchiveCorpus):
         parts = {TRAIN: ([e for spk, e in train if spk not in dev_speakers], train_problems),
                  DEV: ([e for spk, e in train if spk in dev_speakers], dev_problems),
                  TEST: ([e for _, e in test], test_problems)}
-        return {split: _with_durations(entries, problems, self.progress)
+        return {split: with_durations(entries, problems, self.progress)
                 for split, (entries, problems) in parts.items()}
 
     # --- scripts/prepare.py -------------------------------------------------------------------

@@ -28,7 +28,6 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from asr.data.corpora.archive import ArchiveCorpus, Indexed
-from asr.data.corpora.archive import _extraction_context  # noqa: F401 (benchmarks/data_pipeline.py imports it here)
 from asr.data.corpora.base import CorpusError
 from asr.data.manifest import from_librispeech
 
