@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# Idle OpenMP threads sleep instead of spinning: with several torch processes on few cores (the
+# suite starts training subprocesses), spinning threads take the cores the working ones need.
+# Results do not change; only the wait does. Set before torch is imported (here and in subprocesses).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np
 import pytest
