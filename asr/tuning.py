@@ -29,8 +29,9 @@ from asr.metrics import word_errors
 from asr.transcribe import DEFAULT_BATCH_SECONDS, Emission, Recognizer
 
 # The grid of LM weights (alpha) and word bonuses (beta). Its far ends are for weak acoustic models:
-# the mini_librispeech recipe's (greedy WER ~73 % on unseen speakers) chose lm_weight 2 and
-# word_score -1, the old grid's corners (recipes/mini_librispeech/README.md).
+# models trained on Mini LibriSpeech (greedy WER 73-75 % on unseen speakers) chose lm_weight 2 and
+# word_score -1, the corners of a grid that stopped there, and lm_weight 2-3 / word_score -1 to -2 in
+# this one (recipes/mini_librispeech/README.md).
 DEFAULT_LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 DEFAULT_WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 GREEDY_POINT = (0.0, 0.0)  # (lm_weight, word_score) at which beam search gives greedy's path; always tried
