@@ -4,6 +4,9 @@ A checkpoint describes itself (``checkpoint_metadata``, stored by ``ASRModule.on
 tokenizer and the resolved run config travel with the weights, so no config file is needed to
 rebuild the model.
 
+Fine-tuning: ``init_weights`` copies a checkpoint's weights into a freshly built model of the same
+architecture (``init_from=`` in training), where resuming (``check_resumable``) continues a run.
+
 Writing and checking files: ``save_checkpoint_file`` (a checkpoint dict -> a file that is either
 whole or absent under its name, used by ``asr.checkpoint_io.AtomicCheckpointIO`` for every file
 training writes) and ``check_resumable`` (a path -> nothing, or a one-line CheckpointError when it
@@ -17,13 +20,14 @@ import logging
 import os
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from asr.files import atomic_write
+from asr.lstm import SplitBiLSTM, convert_rnn_state_dict
 from asr.model import AcousticModel
 from asr.text import CharTokenizer
 
@@ -130,3 +134,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               "use one written by scripts/train.py") from None
     model.eval()
     return LoadedCheckpoint(model, tokenizer, meta.get("config", {}), path)
+
+
+def init_weights(model: AcousticModel, tokenizer: CharTokenizer, path: str | os.PathLike) -> None:
+    """Copy the weights of the model in the training checkpoint ``path`` into ``model``, in place: the
+    start of a fine-tuning run. The two must have the same symbols, the same features and the same
+    layer shapes (dropout and ``rnn_impl`` may differ); otherwise a CheckpointError names the first
+    difference. Optimizer state and counters are not taken: the run starts its schedule afresh."""
+    source = load_checkpoint(path)
+    if source.tokenizer.symbols != tokenizer.symbols:
+        raise CheckpointError(f"{path}: its symbols {''.join(source.tokenizer.symbols[2:])!r} differ from this "
+                              f"run's {''.join(tokenizer.symbols[2:])!r} (text.alphabet); fine-tuning needs the same ones")
+    theirs, ours = asdict(source.model.feature_config), asdict(model.feature_config)
+    for key, value in ours.items():
+        if theirs.get(key) != value:
+            raise CheckpointError(f"{path}: trained with features.{key}={theirs.get(key)}, this run has {value}; "
+                                  f"set features.{key}={theirs.get(key)} to fine-tune it")
+    layout = "split" if isinstance(model.rnn, SplitBiLSTM) else "packed"
+    state = convert_rnn_state_dict(source.model.state_dict(), layout, prefix="rnn.")
+    for key, value in model.state_dict().items():
+        if key not in state or state[key].shape != value.shape:
+            there = tuple(state[key].shape) if key in state else "absent"
+            raise CheckpointError(f"{path}: a different architecture ({key}: {there} there, {tuple(value.shape)} here); "
+                                  "set model.* as in its config.yaml to fine-tune it")
+    model.load_state_dict({key: state[key] for key in model.state_dict()})

@@ -152,6 +152,9 @@ class TrainConfig:
     # null: new run (a run folder that has checkpoints continues); auto: newest checkpoint of this
     # recipe's runs; or a .ckpt path
     resume: Optional[str] = None
+    # null, or a .ckpt whose model weights start this run (fine-tuning: a new run with its own
+    # optimizer and schedule; asr.checkpoint.init_weights); resume= continues a run instead
+    init_from: Optional[str] = None
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: Any = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
@@ -292,6 +295,9 @@ def validate(cfg: DictConfig) -> None:
             check_resumable(resume)
         except CheckpointError as err:
             raise ConfigError(f"resume={err}") from None
+    init_from = cfg.get("init_from")
+    if init_from is not None and not Path(init_from).is_file():
+        raise ConfigError(f"init_from={init_from}: no such checkpoint; give the path of a .ckpt written by scripts/train.py")
 
 
 def built(spec: Any, key: str, **kwargs: Any) -> Any:

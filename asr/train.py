@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr.callbacks import HPC_PREFIX, Preempted
 from asr.config import ConfigError, built, validate
-from asr.checkpoint import CheckpointError, check_resumable
+from asr.checkpoint import CheckpointError, check_resumable, init_weights
 from asr.checkpoint_io import AtomicCheckpointIO
 from asr.data.corpora.base import CorpusError
 from asr.data.datamodule import ASRDataModule
@@ -176,6 +176,12 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     model = build_model(cfg, len(tokenizer))
     log.info("model: %.2f M parameters, %.0f output frames/s", sum(p.numel() for p in model.parameters()) / 1e6,
              model.output_frame_rate)
+    if cfg.get("init_from"):  # a resumed run's own checkpoint, loaded by fit below, replaces these weights
+        try:
+            init_weights(model, tokenizer, cfg.init_from)
+        except CheckpointError as err:
+            raise ConfigError(f"init_from={err}") from None
+        log.info("model: weights from %s (fine-tuning: optimizer and schedule start afresh)", cfg.init_from)
     datamodule = build_datamodule(cfg.data, tokenizer, model, cfg.seed)
     log.info("data: %s", type(datamodule.corpus).__name__)
     run_config = save_run_config(cfg, run_dir)
