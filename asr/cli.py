@@ -384,7 +384,7 @@ def _details(report, names: list[str], top: int) -> str:
 
 
 def tune_lm_main(argv: Sequence[str] | None = None) -> int:
-    from asr.tuning import DEFAULT_LM_WEIGHTS, DEFAULT_WORD_SCORES
+    from asr.tuning import DEFAULT_EXTENSIONS, DEFAULT_LM_WEIGHTS, DEFAULT_WORD_SCORES
 
     parser = argparse.ArgumentParser(
         prog="tune_lm.py", description="Tune the LM weight and word bonus of beam search on a dev set and store "
@@ -399,6 +399,9 @@ def tune_lm_main(argv: Sequence[str] | None = None) -> int:
                         help="LM weights tried (default %(default)s)")
     parser.add_argument("--word-scores", type=float, nargs="+", default=list(DEFAULT_WORD_SCORES),
                         help="word bonuses tried (default %(default)s)")
+    parser.add_argument("--extend", type=int, default=DEFAULT_EXTENSIONS, metavar="N",
+                        help="while the best point is on the grid's edge, grow the grid past it around that "
+                             "point, at most N times (default %(default)s; 0: the grid as given)")
     parser.add_argument("--cache", help="log-probs cache (default: eval/<dev>.logprobs.pt beside the checkpoint)")
     parser.add_argument("--save", help="where to store the chosen options (default: <checkpoint>.decoding.json)")
     parser.add_argument("--device", default="auto")
@@ -411,8 +414,10 @@ def _tune(args: argparse.Namespace) -> int:
     from asr.evaluate import load_test_set
     from dataclasses import asdict
 
-    from asr.tuning import Tuning, dev_set, grid_search, score
+    from asr.tuning import GREEDY_POINT, Tuning, dev_set, grid_search, score
 
+    if args.extend < 0:
+        raise _Fail(f"--extend {args.extend}: must be 0 (the grid as given) or more")
     base = _decode_options(args).replace(decoder="beam")
     recognizer = _recognizer(args, DecodeOptions(word_pause=base.word_pause))
     name = Path(args.dev).stem if Path(args.dev).is_file() else Path(args.dev).name
@@ -425,8 +430,15 @@ def _tune(args: argparse.Namespace) -> int:
     greedy_wer, greedy_errors = score(recognizer, dev, recognizer.decoder)
     print(f"{name}: {len(dev.emissions)} utterances, greedy WER {100 * greedy_wer:.2f}%", file=sys.stderr)
     tuning = Tuning(greedy_wer, greedy_errors, grid_search(
-        recognizer, dev, base, args.lm_weights, args.word_scores, on_trial=lambda t: print(
+        recognizer, dev, base, args.lm_weights, args.word_scores, extend=args.extend, on_trial=lambda t: print(
             f"  lm_weight {t.lm_weight:g}, word_score {t.word_score:g}: WER {100 * t.wer:.2f}%", file=sys.stderr)))
+    grown = [t for t in tuning.trials if (t.lm_weight, t.word_score) != GREEDY_POINT and (
+             t.lm_weight > max(args.lm_weights) or not min(args.word_scores) <= t.word_score <= max(args.word_scores))]
+    if grown:
+        print(f"the best point was on the grid's edge: {len(grown)} points past it tried "
+              f"(lm_weight up to {max(t.lm_weight for t in tuning.trials):g}, word_score "
+              f"{min(t.word_score for t in tuning.trials):g} to {max(t.word_score for t in tuning.trials):g})",
+              file=sys.stderr)
     best, greedy = tuning.best, f"greedy {100 * tuning.greedy_wer:.2f}%"
     rows = [[t.lm_weight, t.word_score, 100 * t.wer] for t in sorted(tuning.trials, key=lambda t: t.errors)[:10]]
     print(format_table(["lm_weight", "word_score", "WER %"], [["greedy", "", 100 * tuning.greedy_wer], *rows]))

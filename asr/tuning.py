@@ -4,7 +4,8 @@ word bonus with the lowest WER, stored beside the checkpoint for ``asr.load`` an
 The model runs once over the dev set; its log-probs are saved to a cache file keyed by the
 checkpoint (path, size, modification time) and the utterance ids, so a second tuning run (another
 grid, another LM) starts decoding at once. Every (lm_weight, word_score) pair of the grid is then
-decoded with beam search, reusing the loaded LM (:meth:`BeamDecoder.with_weights`).
+decoded with beam search, reusing the loaded LM (:meth:`BeamDecoder.with_weights`); while the best
+point lies on the grid's edge, the grid grows past it around that point (:func:`search`).
 
 The grid always holds the greedy-equivalent point, ``GREEDY_POINT`` = (lm_weight 0, word_score 0):
 the LM and the word bonus are off and the beam's best path is greedy's, exactly with a character
@@ -31,9 +32,11 @@ from asr.transcribe import DEFAULT_BATCH_SECONDS, Emission, Recognizer
 # The grid of LM weights (alpha) and word bonuses (beta). Its far ends are for weak acoustic models:
 # models trained on Mini LibriSpeech (greedy WER 73-75 % on unseen speakers) chose lm_weight 2 and
 # word_score -1, the corners of a grid that stopped there, and lm_weight 2-3 / word_score -1 to -2 in
-# this one (recipes/mini_librispeech/README.md).
+# this one (recipes/mini_librispeech/README.md), still on its edge: so the search grows past an edge
+# that holds the best point (DEFAULT_EXTENSIONS).
 DEFAULT_LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 DEFAULT_WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+DEFAULT_EXTENSIONS = 3  # times the grid may grow past an edge that holds the best point (search)
 GREEDY_POINT = (0.0, 0.0)  # (lm_weight, word_score) at which beam search gives greedy's path; always tried
 CACHE_FORMAT = 1
 
@@ -106,17 +109,56 @@ def grid_points(lm_weights: Sequence[float], word_scores: Sequence[float]) -> li
     return list(dict.fromkeys([GREEDY_POINT, *((float(w), float(s)) for w in lm_weights for s in word_scores)]))
 
 
+def search(errors_at: Callable[[float, float], tuple[float, int]], lm_weights: Sequence[float],
+           word_scores: Sequence[float], extend: int = DEFAULT_EXTENSIONS,
+           on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
+    """``errors_at(lm_weight, word_score) -> (WER, word errors)`` at every point of :func:`grid_points`;
+    then, while the best point lies on the grid's edge (its largest LM weight, its smallest or largest
+    word score), the axis grows by one value past that edge at the edge's own spacing and the best
+    point's untried neighbours in the grown grid are tried, ``extend`` times at most. Trials in the
+    order tried. (A weak acoustic model's best weights can lie past any fixed grid: see
+    DEFAULT_LM_WEIGHTS; growing only around the best point costs a few decodes, not a row per value.)"""
+    weights, scores = sorted({float(w) for w in lm_weights}), sorted({float(s) for s in word_scores})
+    trials: dict[tuple[float, float], Trial] = {}
+
+    def run(points: Sequence[tuple[float, float]]) -> None:
+        for point in points:
+            if point not in trials:
+                trials[point] = Trial(*point, *errors_at(*point))
+                if on_trial is not None:
+                    on_trial(trials[point])
+
+    run(grid_points(weights, scores))
+    for _ in range(extend):
+        best = best_trial(list(trials.values()))
+        grew = False
+        if len(weights) > 1 and best.lm_weight == weights[-1]:
+            weights.append(weights[-1] + weights[-1] - weights[-2])
+            grew = True
+        if len(scores) > 1 and best.word_score in (scores[0], scores[-1]):
+            if best.word_score == scores[0]:
+                scores.insert(0, scores[0] - (scores[1] - scores[0]))
+            else:
+                scores.append(scores[-1] + scores[-1] - scores[-2])
+            grew = True
+        if not grew:
+            break
+        i = weights.index(best.lm_weight) if best.lm_weight in weights else None
+        j = scores.index(best.word_score) if best.word_score in scores else None
+        if i is None or j is None:  # the best is greedy's point, off a grid without 0
+            break
+        run([(weights[a], scores[b]) for a in range(max(i - 1, 0), min(i + 2, len(weights)))
+             for b in range(max(j - 1, 0), min(j + 2, len(scores)))])
+    return list(trials.values())
+
+
 def grid_search(recognizer: Recognizer, dev: DevSet, base: DecodeOptions, lm_weights: Sequence[float],
-                word_scores: Sequence[float], on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
-    """Decode the dev set at every point of :func:`grid_points`; trials in the order tried."""
+                word_scores: Sequence[float], on_trial: Callable[[Trial], None] | None = None,
+                extend: int = DEFAULT_EXTENSIONS) -> list[Trial]:
+    """Beam-decode the dev set at the points :func:`search` picks; trials in the order tried."""
     decoder = BeamDecoder(recognizer.tokenizer, base.replace(decoder="beam"))
-    trials = []
-    for lm_weight, word_score in grid_points(lm_weights, word_scores):
-        wer, errors = score(recognizer, dev, decoder.with_weights(lm_weight, word_score))
-        trials.append(Trial(lm_weight, word_score, wer, errors))
-        if on_trial is not None:
-            on_trial(trials[-1])
-    return trials
+    return search(lambda lm_weight, word_score: score(recognizer, dev, decoder.with_weights(lm_weight, word_score)),
+                  lm_weights, word_scores, extend, on_trial)
 
 
 def best_trial(trials: Sequence[Trial]) -> Trial:
