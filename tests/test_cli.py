@@ -167,6 +167,9 @@ def test_tuned_options_are_stored_with_the_model_and_picked_up(tiny_checkpoint, 
     # A 2-step model transcribes nothing, with or without the LM: no point beats greedy, nothing is
     # stored (tests/test_beam_quality.py has a model the LM helps, whose tuning is stored).
     assert "greedy WER 100.00%" in out.err
+    # All points tie at 100 %: the best, greedy's (0, 0), is on the word scores' lower edge, so the grid grows.
+    assert ("the best point was on the grid's edge: 2 points past it tried (lm_weight up to 1, "
+            "word_score -2 to 2)") in out.err
     assert [line for line in out.out.splitlines() if "beats greedy" in line] == [
         "no point beats greedy decoding (best: lm_weight 0, word_score 0: WER 100.00%, greedy 100.00%): "
         "nothing stored, decode greedy"]
