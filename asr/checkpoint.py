@@ -152,9 +152,10 @@ def init_weights(model: AcousticModel, tokenizer: CharTokenizer, path: str | os.
                                   f"set features.{key}={theirs.get(key)} to fine-tune it")
     layout = "split" if isinstance(model.rnn, SplitBiLSTM) else "packed"
     state = convert_rnn_state_dict(source.model.state_dict(), layout, prefix="rnn.")
-    for key, value in model.state_dict().items():
+    target = model.state_dict()
+    for key, value in target.items():
         if key not in state or state[key].shape != value.shape:
             there = tuple(state[key].shape) if key in state else "absent"
             raise CheckpointError(f"{path}: a different architecture ({key}: {there} there, {tuple(value.shape)} here); "
                                   "set model.* as in its config.yaml to fine-tune it")
-    model.load_state_dict({key: state[key] for key in model.state_dict()})
+    model.load_state_dict({key: state[key] for key in target})

@@ -414,7 +414,7 @@ def _tune(args: argparse.Namespace) -> int:
     from asr.evaluate import load_test_set
     from dataclasses import asdict
 
-    from asr.tuning import GREEDY_POINT, Tuning, dev_set, grid_search, score
+    from asr.tuning import Tuning, dev_set, grid_points, grid_search, score
 
     if args.extend < 0:
         raise _Fail(f"--extend {args.extend}: must be 0 (the grid as given) or more")
@@ -432,8 +432,8 @@ def _tune(args: argparse.Namespace) -> int:
     tuning = Tuning(greedy_wer, greedy_errors, grid_search(
         recognizer, dev, base, args.lm_weights, args.word_scores, extend=args.extend, on_trial=lambda t: print(
             f"  lm_weight {t.lm_weight:g}, word_score {t.word_score:g}: WER {100 * t.wer:.2f}%", file=sys.stderr)))
-    grown = [t for t in tuning.trials if (t.lm_weight, t.word_score) != GREEDY_POINT and (
-             t.lm_weight > max(args.lm_weights) or not min(args.word_scores) <= t.word_score <= max(args.word_scores))]
+    grid = set(grid_points(args.lm_weights, args.word_scores))
+    grown = [t for t in tuning.trials if (t.lm_weight, t.word_score) not in grid]
     if grown:
         print(f"the best point was on the grid's edge: {len(grown)} points past it tried "
               f"(lm_weight up to {max(t.lm_weight for t in tuning.trials):g}, word_score "

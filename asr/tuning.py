@@ -133,13 +133,13 @@ def search(errors_at: Callable[[float, float], tuple[float, int]], lm_weights: S
         best = best_trial(list(trials.values()))
         grew = False
         if len(weights) > 1 and best.lm_weight == weights[-1]:
-            weights.append(weights[-1] + weights[-1] - weights[-2])
+            weights.append(2 * weights[-1] - weights[-2])
             grew = True
-        if len(scores) > 1 and best.word_score in (scores[0], scores[-1]):
-            if best.word_score == scores[0]:
-                scores.insert(0, scores[0] - (scores[1] - scores[0]))
-            else:
-                scores.append(scores[-1] + scores[-1] - scores[-2])
+        if len(scores) > 1 and best.word_score == scores[0]:
+            scores.insert(0, 2 * scores[0] - scores[1])
+            grew = True
+        elif len(scores) > 1 and best.word_score == scores[-1]:
+            scores.append(2 * scores[-1] - scores[-2])
             grew = True
         if not grew:
             break
