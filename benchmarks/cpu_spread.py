@@ -86,7 +86,7 @@ def main() -> None:
 
     from hydra.utils import instantiate
 
-    from asr.config import compose_config
+    from asr.training.config import compose_config
     from tests.test_train import end_to_end_overrides
 
     instantiate(compose_config(*end_to_end_overrides(corpus_root), *args.overrides).data.corpus).prepare()

@@ -40,7 +40,7 @@ from asr.text import CharTokenizer, TextNormalizer
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech-test-other-100"
 SAMPLE_RATE = 16_000
 BATCH_SECONDS = 160.0  # padded seconds per batch; the recipe's 1600 would make a single batch of this folder
-ALPHABET = "abcdefghijklmnopqrstuvwxyz'"  # conf/text/english.yaml
+ALPHABET = "abcdefghijklmnopqrstuvwxyz'"  # asr/conf/text/english.yaml
 ARCHIVE_COPIES = 4  # the folder is put this many times into the test archive (~55 MB for the default folder)
 
 

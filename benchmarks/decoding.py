@@ -2,8 +2,8 @@
 
     python benchmarks/decoding.py runs/synthetic/latest/checkpoints/last.ckpt [--corpus data/synthetic]
 
-1. Builds a word 3-gram (Kneser-Ney, ``asr.lm.build_arpa`` as ``scripts/build_lm.py`` does) from the
-   train split's transcripts, tunes the LM weight and word bonus on the dev split (``asr.tuning``, as
+1. Builds a word 3-gram (Kneser-Ney, ``asr.decoding.arpa.build_arpa`` as ``scripts/build_lm.py`` does) from the
+   train split's transcripts, tunes the LM weight and word bonus on the dev split (``asr.inference.tuning``, as
    ``scripts/tune_lm.py`` does), and reports test WER/CER for greedy and for beam search + LM.
 2. Concatenates held-out test sentences into one recording of ``--long-minutes`` (with ``--gap``
    seconds of silence between sentences, beside the corpus's own 0.1-0.2 s margins) and compares
@@ -34,12 +34,12 @@ import soundfile as sf
 import torch
 
 from asr.data.manifest import Utterance, from_librispeech
-from asr.decoding import DecodeOptions
-from asr.lm import build_arpa
+from asr.decoding.ngram import build_arpa
+from asr.decoding.options import DecodeOptions
+from asr.inference.recognizer import Recognizer
+from asr.inference.tuning import best_trial, dev_set, grid_search
 from asr.metrics import char_errors, word_errors
 from asr.report import format_table
-from asr.transcribe import Recognizer
-from asr.tuning import best_trial, dev_set, grid_search
 
 SPEECH_DB = 40.0  # a sample within this many dB of an utterance's peak is speech (as the corpus trims)
 LM_WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0)  # the tuning grid (alpha)

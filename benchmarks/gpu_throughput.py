@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/gpu_throughput.py                  # CUDA: the LibriSpeech recipe's shapes, batches 32/64/budget
-    python benchmarks/gpu_throughput.py --device cpu     # small shapes (conf/model/small.yaml), batch 8: about a minute
+    python benchmarks/gpu_throughput.py --device cpu     # small shapes (asr/conf/model/small.yaml), batch 8: about a minute
     python benchmarks/gpu_throughput.py --batch-sizes 32 64 --steps 30 --json runs/benchmarks/h100.json
 
 For each batch configuration (a fixed batch size, or the recipe's padded-seconds budget), on
@@ -14,13 +14,13 @@ batches whose durations follow a LibriSpeech-like distribution (``librispeech_li
       pre-made random-waveform batches (pinned on CUDA) served by a DataLoader, so the loop's
       own overhead, host-to-device copies and any host synchronisation are in the time, and audio
       decoding is not (it is measured on its own, below). Once with each ``rnn_impl``.
-  (b) the bare split recurrent stack (``asr.lstm.SplitBiLSTM``), forward + backward, same shapes.
+  (b) the bare split recurrent stack (``asr.model.lstm.SplitBiLSTM``), forward + backward, same shapes.
   (c) the peers' stack: one ``nn.LSTM(bidirectional=True, num_layers=N)`` on packed sequences
       (deepspeech.pytorch; exact, lengths go to the host) and on the padded batch (NeMo; the
       backward direction then starts in the padding, so it is not exact).
 
 Audio seconds per second count real (unpadded) audio. TFLOP/s counts only the BiLSTM matmuls,
-``asr.lstm.training_flops_per_frame`` (48 H (I + H) per bidirectional layer and frame: forward,
+``asr.model.lstm.training_flops_per_frame`` (48 H (I + H) per bidirectional layer and frame: forward,
 backward and weight gradients), over valid (unpadded) frames after the front end's subsampling; the
 front end, head, CTC and optimizer are left out, so every row uses the same count and padding
 shows up as lost TFLOP/s. On CUDA the rows run under autocast as the recipe trains (bf16-mixed;
@@ -58,10 +58,10 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from asr.data.batching import Batch, DurationBatchSampler  # noqa: E402
 from asr.data.manifest import Utterance, write_manifest  # noqa: E402
 from asr.files import atomic_write  # noqa: E402
-from asr.lstm import PackedBiLSTM, SplitBiLSTM, training_flops_per_frame  # noqa: E402
+from asr.model.lstm import PackedBiLSTM, SplitBiLSTM, training_flops_per_frame  # noqa: E402
 from asr.report import format_table  # noqa: E402
 
-CONF = ROOT / "conf"
+CONF = ROOT / "asr" / "conf"
 # The LibriSpeech recipe's model when the recipe has none yet: small.yaml's conv (2 layers, 4x in
 # time, 80 mels -> 640 features) with deepspeech.pytorch's recurrent size.
 RECIPE_SHAPES = ["model.rnn_layers=5", "model.hidden_size=1024"]
@@ -114,19 +114,19 @@ class Setup:
 
 
 def make_setup(args: argparse.Namespace) -> Setup:
-    from asr.config import compose_config
+    from asr.training.config import compose_config
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     shapes = args.shapes if args.shapes != "auto" else "recipe" if device.type == "cuda" else "small"
     if shapes == "small":
-        overrides, source = [], "conf/recipe/synthetic.yaml + conf/model/small.yaml (small shapes)"
+        overrides, source = [], "asr/conf/recipe/synthetic.yaml + asr/conf/model/small.yaml (small shapes)"
     elif (CONF / "recipe" / "librispeech.yaml").is_file():
-        overrides, source = ["recipe=librispeech"], "conf/recipe/librispeech.yaml"
+        overrides, source = ["recipe=librispeech"], "asr/conf/recipe/librispeech.yaml"
     elif (CONF / "model" / "ds2.yaml").is_file():
-        overrides, source = ["model=ds2", "data=manifest"], "conf/model/ds2.yaml + conf/data/manifest.yaml"
+        overrides, source = ["model=ds2", "data=manifest"], "asr/conf/model/ds2.yaml + asr/conf/data/manifest.yaml"
     else:
-        overrides, source = [*RECIPE_SHAPES, "data=manifest"], f"{' '.join(RECIPE_SHAPES)} + conf/data/manifest.yaml"
+        overrides, source = [*RECIPE_SHAPES, "data=manifest"], f"{' '.join(RECIPE_SHAPES)} + asr/conf/data/manifest.yaml"
     cfg = compose_config(*overrides, *args.override)
     precision = str(cfg.trainer.precision)
     if device.type == "cuda" and "mixed" not in precision:
@@ -259,9 +259,9 @@ def time_lightning_step(setup: Setup, impl: str, batches: list[Batch], warmup: i
     from omegaconf import OmegaConf
     from torch.utils.data import DataLoader
 
-    from asr.module import ASRModule
-    from asr.optim import OptimConfig
-    from asr.train import build_model, build_tokenizer
+    from asr.training.module import ASRModule
+    from asr.training.optim import OptimConfig
+    from asr.training.train import build_model, build_tokenizer
 
     cfg = OmegaConf.merge(setup.cfg, {"model": {"rnn_impl": impl}})
     tokenizer = build_tokenizer(cfg.text)
@@ -395,7 +395,7 @@ def loader_rate(setup: Setup, tokenizer: Any, frame_rate: float, batches: int, p
 # ----------------------------------------------------------------------------- one configuration
 def lstm_frames(model: Any, durations: np.ndarray) -> torch.Tensor:
     """``(batch,)`` int64: frames the recurrent stack sees for utterances of ``durations`` seconds."""
-    from asr.features import frame_lengths
+    from asr.model.features import frame_lengths
 
     cfg = model.feature_config
     samples = torch.from_numpy(np.round(durations * cfg.sample_rate).astype(np.int64))
@@ -477,7 +477,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (CUDA when available) | cuda | cpu")
     parser.add_argument("--shapes", default="auto", choices=["auto", "recipe", "small"],
-                        help="recipe: the LibriSpeech recipe's model and data settings; small: conf/model/small.yaml "
+                        help="recipe: the LibriSpeech recipe's model and data settings; small: asr/conf/model/small.yaml "
                              "and the synthetic recipe's; auto: recipe on CUDA, small on CPU")
     parser.add_argument("--configs", nargs="+", default=None,
                         help="batch sizes and/or 'budget' (the recipe's padded seconds); default 32 64 budget on "
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps if args.steps is not None else (20 if cuda else 3)
     configs = args.configs or (["32", "64", "budget"] if cuda else ["8"])
 
-    from asr.train import build_model, build_tokenizer
+    from asr.training.train import build_model, build_tokenizer
 
     tokenizer = build_tokenizer(setup.cfg.text)
     model = build_model(setup.cfg, len(tokenizer))

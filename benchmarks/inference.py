@@ -8,8 +8,8 @@ Models: the default recipe's (``--synthetic CKPT``), the LibriSpeech recipe's (`
 CKPT``) and a model of real speech (``--real CKPT``, e.g. the mini_librispeech recipe's); a recipe
 given no checkpoint gets random weights of its shapes (``recipe=synthetic``, ``recipe=librispeech``),
 for speed only. Forms: the checkpoint in PyTorch, and each file ``scripts/export.py`` writes
-(``asr.export.export``): TorchScript float32 and int8, ONNX float32 and int8 in ONNX Runtime, all
-loaded by ``asr.load`` as ``decode.py`` loads them.
+(``asr.inference.export.export``): the ExportedProgram (``.pt2``, float32), TorchScript int8, ONNX
+float32 and int8 in ONNX Runtime, all loaded by ``asr.load`` as ``decode.py`` loads them.
 
 Speed: features + model + greedy decoding of waveforms already in memory (file reading
 excluded), through the Recognizer's own batching (``Recognizer.transcribe_waveforms``): batch 1
@@ -36,19 +36,19 @@ from pathlib import Path
 import torch
 
 from asr.audio import load_audio
-from asr.checkpoint import checkpoint_metadata, load_checkpoint
-from asr.config import compose_config
 from asr.data.manifest import Utterance, read_manifest
-from asr.decoding import DecodeOptions
-from asr.evaluate import evaluate
-from asr.export import export
+from asr.decoding.options import DecodeOptions
+from asr.inference.evaluate import evaluate
+from asr.inference.export import export
+from asr.inference.recognizer import Recognizer
+from asr.model.checkpoint import checkpoint_metadata, load_checkpoint
 from asr.report import format_table
-from asr.train import build_model, build_tokenizer
-from asr.transcribe import Recognizer
+from asr.training.config import compose_config
+from asr.training.train import build_model, build_tokenizer
 
 FORMS = {  # name -> exported file (None: the checkpoint itself), quantization
     "PyTorch fp32": (None, None),
-    "TorchScript fp32": ("model.ts", None),
+    "ExportedProgram fp32": ("model.pt2", None),
     "TorchScript int8": ("model.int8.ts", "int8"),
     "ORT fp32": ("model.onnx", None),
     "ORT int8": ("model.int8.onnx", "int8"),

@@ -27,15 +27,17 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_wer import budget_string, curve, machine_line  # noqa: E402 - the benchmarks' shared curve reader
 
-from asr.config import compose_config  # noqa: E402
 from asr.data.manifest import Utterance, from_librispeech, read_manifest, write_manifest  # noqa: E402
-from asr.decoding import DecodeOptions, build_decoder, spell  # noqa: E402
-from asr.evaluate import evaluate  # noqa: E402
-from asr.lm import build_arpa, lexicon_from_words, write_lexicon  # noqa: E402
+from asr.decoding.arpa import lexicon_from_words, write_lexicon  # noqa: E402
+from asr.decoding.beam import build_decoder, spell  # noqa: E402
+from asr.decoding.ngram import build_arpa  # noqa: E402
+from asr.decoding.options import DecodeOptions  # noqa: E402
+from asr.inference.evaluate import evaluate  # noqa: E402
+from asr.inference.recognizer import Recognizer  # noqa: E402
+from asr.inference.tuning import DEFAULT_LM_WEIGHTS, DEFAULT_WORD_SCORES, best_trial, dev_set, grid_search, score  # noqa: E402
 from asr.report import format_table  # noqa: E402
-from asr.train import train  # noqa: E402
-from asr.transcribe import Recognizer  # noqa: E402
-from asr.tuning import DEFAULT_LM_WEIGHTS, DEFAULT_WORD_SCORES, best_trial, dev_set, grid_search, score  # noqa: E402
+from asr.training.config import compose_config  # noqa: E402
+from asr.training.train import train  # noqa: E402
 
 CHAR_LM_ORDER = 6  # as scripts/build_lm.py's example for --unit char
 
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--train", help="train manifest (instead of --librispeech)")
     parser.add_argument("--dev", help="dev manifest")
     parser.add_argument("--test", help="test manifest")
-    parser.add_argument("--recipe", default="mini_librispeech", help="conf/recipe/<name>.yaml (default %(default)s)")
+    parser.add_argument("--recipe", default="mini_librispeech", help="asr/conf/recipe/<name>.yaml (default %(default)s)")
     parser.add_argument("--minutes", type=float, default=60.0, help="training-time budget (default %(default)s)")
     parser.add_argument("--beam-size", type=int, default=50)
     parser.add_argument("--work-dir", help="manifests, run folder and LMs (default: a temp folder)")

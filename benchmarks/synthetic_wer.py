@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from asr.config import compose_config
 from asr.report import format_table
-from asr.train import train
+from asr.training.config import compose_config
+from asr.training.train import train
 
 
 def budget_string(minutes: float) -> str:

@@ -1,9 +1,8 @@
-"""See `python scripts/build_lm.py --help`; the implementation is asr.cli.build_lm_main."""
+"""See `python scripts/build_lm.py --help`; the implementation is asr.cli.build_lm (also the `asr-build-lm` command)."""
 
 import sys
 
-from asr.cli import build_lm_main, setup_logging
+from asr.cli.build_lm import main
 
 if __name__ == "__main__":
-    setup_logging()
-    sys.exit(build_lm_main())
+    sys.exit(main())

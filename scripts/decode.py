@@ -1,9 +1,8 @@
-"""See `python scripts/decode.py --help`; the implementation is asr.cli.decode_main."""
+"""See `python scripts/decode.py --help`; the implementation is asr.cli.decode (also the `asr-decode` command)."""
 
 import sys
 
-from asr.cli import decode_main, setup_logging
+from asr.cli.decode import main
 
 if __name__ == "__main__":
-    setup_logging()
-    sys.exit(decode_main())
+    sys.exit(main())

@@ -1,9 +1,8 @@
-"""See `python scripts/evaluate.py --help`; the implementation is asr.cli.evaluate_main."""
+"""See `python scripts/evaluate.py --help`; the implementation is asr.cli.evaluate (also the `asr-evaluate` command)."""
 
 import sys
 
-from asr.cli import evaluate_main, setup_logging
+from asr.cli.evaluate import main
 
 if __name__ == "__main__":
-    setup_logging()
-    sys.exit(evaluate_main())
+    sys.exit(main())

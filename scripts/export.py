@@ -1,9 +1,8 @@
-"""See `python scripts/export.py --help`; the implementation is asr.cli.export_main."""
+"""See `python scripts/export.py --help`; the implementation is asr.cli.export (also the `asr-export` command)."""
 
 import sys
 
-from asr.cli import export_main, setup_logging
+from asr.cli.export import main
 
 if __name__ == "__main__":
-    setup_logging()
-    sys.exit(export_main())
+    sys.exit(main())

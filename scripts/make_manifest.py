@@ -1,9 +1,8 @@
-"""See `python scripts/make_manifest.py --help`; the implementation is asr.cli.make_manifest_main."""
+"""See `python scripts/make_manifest.py --help`; the implementation is asr.cli.make_manifest (also the `asr-make-manifest` command)."""
 
 import sys
 
-from asr.cli import make_manifest_main, setup_logging
+from asr.cli.make_manifest import main
 
 if __name__ == "__main__":
-    setup_logging()
-    sys.exit(make_manifest_main())
+    sys.exit(main())

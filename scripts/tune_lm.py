@@ -1,9 +1,8 @@
-"""See `python scripts/tune_lm.py --help`; the implementation is asr.cli.tune_lm_main."""
+"""See `python scripts/tune_lm.py --help`; the implementation is asr.cli.tune_lm (also the `asr-tune-lm` command)."""
 
 import sys
 
-from asr.cli import tune_lm_main, setup_logging
+from asr.cli.tune_lm import main
 
 if __name__ == "__main__":
-    setup_logging()
-    sys.exit(tune_lm_main())
+    sys.exit(main())

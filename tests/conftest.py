@@ -16,11 +16,11 @@ import pytest
 import soundfile as sf
 from omegaconf import DictConfig
 
-import asr.config
+import asr.training.config
 from asr.data.manifest import Utterance, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "asr" / "conf"
 
 TINY_MODEL = [
     "model.rnn_layers=1", "model.hidden_size=32",
@@ -29,7 +29,7 @@ TINY_MODEL = [
 
 
 def compose_config(*overrides: str) -> DictConfig:
-    return asr.config.compose_config(*overrides)
+    return asr.training.config.compose_config(*overrides)
 
 
 def _chirps(folder: Path, n: int, seed: int) -> list[Utterance]:
@@ -63,7 +63,7 @@ def manifest_overrides(manifests: dict[str, Path]) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, chirp_manifests) -> Path:
     """A checkpoint written by a real (2-step) training run of the tiny model."""
-    from asr.train import train
+    from asr.training.train import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny" / "run1"
     cfg = compose_config(*manifest_overrides(chirp_manifests), *TINY_MODEL, "logger=none", "trainer.max_steps=2",

@@ -25,8 +25,8 @@ from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.callbacks import Preemption  # noqa: E402
-from asr.train import train  # noqa: E402
+from asr.training.callbacks import Preemption  # noqa: E402
+from asr.training.train import train  # noqa: E402
 from tests.conftest import TINY_MODEL, compose_config, manifest_overrides  # noqa: E402
 
 SIGNAL_WAIT_S = 30.0

@@ -2,7 +2,7 @@
 
     python tests/resume_check.py RUN_DIR TRAIN DEV TEST --max-steps N [--wait-at STEP] [--requeue-file F]
 
-Trains with asr.train.train() on the given manifests, deterministically on one CPU thread, and
+Trains with asr.training.train.train() on the given manifests, deterministically on one CPU thread, and
 writes into RUN_DIR/probe/: ``first_step`` (the global step of its first training step, i.e.
 where it resumed), ``ready`` (when it waits for a signal at the start of step ``--wait-at``) and
 ``weights.pt`` (the final weights, when training ends normally).
@@ -21,8 +21,8 @@ from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.callbacks import Preemption  # noqa: E402
-from asr.train import train  # noqa: E402
+from asr.training.callbacks import Preemption  # noqa: E402
+from asr.training.train import train  # noqa: E402
 from tests.conftest import TINY_MODEL, compose_config, manifest_overrides  # noqa: E402
 
 SIGNAL_WAIT_S = 30.0  # how long a run waits at --wait-at for the test to send its signal

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from asr.alignment import align_words
-from asr.decoding import DecodeOptions
-from asr.model import AcousticModel, ConvLayer, ModelConfig
+from asr.decoding.options import DecodeOptions
+from asr.inference.alignment import align_words
+from asr.inference.recognizer import Emission, Recognizer
+from asr.inference.windows import WindowConfig
+from asr.model.acoustic import AcousticModel, ConvLayer, ModelConfig
 from asr.text import CharTokenizer
-from asr.transcribe import Emission, Recognizer
-from asr.windows import WindowConfig
 
 TOK = CharTokenizer()
 FRAME_RATE = 25.0  # output frames per second of the default model (10 ms hop x 4)
@@ -96,7 +96,7 @@ def test_viterbi_path_is_a_best_ctc_path():
     import numpy as np
     import torchaudio.functional as AF
 
-    from asr.alignment import ctc_viterbi
+    from asr.inference.alignment import ctc_viterbi
 
     gen = torch.Generator().manual_seed(0)
     for frames, targets in ((30, [3, 3, 5, 1]), (12, [7]), (40, [2, 4, 2, 4, 9, 9, 9]), (7, [1, 2, 3, 4])):

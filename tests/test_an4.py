@@ -6,9 +6,9 @@ import tarfile
 import pytest
 import torch
 
+from asr.cli.prepare import main as prepare_main  # scripts/prepare.py
 from asr.data.corpora.an4 import AN4Corpus
 from asr.data.corpora.base import CorpusError
-from asr.data.corpora.prepare import main as prepare_main  # scripts/prepare.py
 from asr.data.manifest import read_manifest
 from tests.commands import CPU_OVERRIDES, run
 from tests.fake_an4 import make_an4

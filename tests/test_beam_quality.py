@@ -15,14 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from asr.cli import tune_lm_main
-from asr.decoding import BeamDecoder, DecodeOptions, GreedyDecoder, options_path, stored_options
-from asr.evaluate import load_test_set
-from asr.lm import build_arpa, read_texts
+from asr.cli.tune_lm import main as tune_lm_main
+from asr.decoding.beam import BeamDecoder
+from asr.decoding.greedy import GreedyDecoder
+from asr.decoding.ngram import build_arpa, read_texts
+from asr.decoding.options import DecodeOptions, options_path, stored_options
+from asr.inference.evaluate import load_test_set
+from asr.inference.recognizer import Recognizer
+from asr.inference.tuning import GREEDY_POINT, DevSet, dev_set
 from asr.metrics import ErrorCounts, word_errors
-from asr.train import train
-from asr.transcribe import Recognizer
-from asr.tuning import GREEDY_POINT, DevSet, dev_set
+from asr.training.train import train
 from tests.conftest import compose_config
 
 WORDS = ["a", "e", "i", "n", "o", "x", "zero", "one", "two", "three", "six", "nine"]

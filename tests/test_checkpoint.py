@@ -6,7 +6,7 @@ import torch
 import yaml
 
 import asr
-from asr.checkpoint import CheckpointError, load_checkpoint
+from asr.model.checkpoint import CheckpointError, load_checkpoint
 from tests.conftest import ROOT
 
 

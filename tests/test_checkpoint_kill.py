@@ -12,7 +12,7 @@ trains the tiny model for MAX_STEPS steps (5 per epoch, a checkpoint and last.ck
 each), writes ``RUN_DIR/probe/first_step`` (the step it started from), and with ``--slow`` stalls
 each checkpoint write whose file name matches after its first block once ``STEP`` steps are done
 (the temporary file then exists, part written). ``--signal-at`` sends itself SIGUSR1 at that step:
-``asr.callbacks.Preemption`` writes ``hpc_ckpt_1.ckpt``.
+``asr.training.callbacks.Preemption`` writes ``hpc_ckpt_1.ckpt``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.checkpoint import CheckpointError, check_resumable  # noqa: E402
+from asr.model.checkpoint import CheckpointError  # noqa: E402
+from asr.training.checkpoints import check_resumable  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 MAX_STEPS = 15  # three epochs of 5 steps: checkpoints at steps 5, 10 and 15
@@ -85,10 +86,10 @@ class StalledFile:
 
 
 def _slow_checkpoint_writes(name_glob: str, from_step: int, marker: Path) -> None:
-    """Make ``asr.checkpoint.save_checkpoint_file`` stall the writes of matching names from ``from_step`` on."""
-    import asr.checkpoint
+    """Make ``asr.training.checkpoints.save_checkpoint_file`` stall the writes of matching names from ``from_step`` on."""
+    import asr.training.checkpoints
 
-    real_atomic_write = asr.checkpoint.atomic_write
+    real_atomic_write = asr.training.checkpoints.atomic_write
 
     @contextlib.contextmanager
     def atomic_write(path, *args, **kwargs):
@@ -96,7 +97,7 @@ def _slow_checkpoint_writes(name_glob: str, from_step: int, marker: Path) -> Non
             stall = fnmatch(Path(path).name, name_glob) and STEPS_DONE[0] >= from_step
             yield StalledFile(f, marker) if stall else f
 
-    asr.checkpoint.atomic_write = atomic_write
+    asr.training.checkpoints.atomic_write = atomic_write
 
 
 def _main() -> None:
@@ -104,7 +105,7 @@ def _main() -> None:
 
     from omegaconf import open_dict
 
-    from asr.train import train
+    from asr.training.train import train
     from tests.conftest import TINY_MODEL, compose_config, manifest_overrides
 
     parser = argparse.ArgumentParser()
@@ -216,38 +217,38 @@ def _truncate(path: Path) -> None:
 
 
 def test_a_truncated_newest_checkpoint_gives_way_to_the_next_newest_with_one_warning(tmp_path, caplog):
-    from asr.train import find_resume_checkpoint
+    from asr.training.train import find_resume_checkpoint
 
     older = _checkpoint(tmp_path / "a" / "checkpoints" / "epoch000-step000005-wer0.9000.ckpt", 5, 300)
     last = _checkpoint(tmp_path / "a" / "checkpoints" / "last.ckpt", 10, 200)
     newest = _checkpoint(tmp_path / "b" / "hpc_ckpt_1.ckpt", 12, 100)
     assert find_resume_checkpoint("auto", tmp_path) == str(newest)
     _truncate(newest)
-    with caplog.at_level(logging.WARNING, logger="asr.train"):
+    with caplog.at_level(logging.WARNING, logger="asr.training.train"):
         assert find_resume_checkpoint("auto", tmp_path) == str(last)
     assert len(caplog.records) == 1 and "\n" not in caplog.messages[0]
     assert caplog.messages[0].startswith(f"{newest}: not a readable PyTorch checkpoint (truncated")
 
     caplog.clear()
     _truncate(last)  # the run folder continues itself: its last.ckpt is cut short, its top-k file is whole
-    with caplog.at_level(logging.WARNING, logger="asr.train"):
+    with caplog.at_level(logging.WARNING, logger="asr.training.train"):
         assert find_resume_checkpoint(None, tmp_path, tmp_path / "a") == str(older)
     assert [m.split(":")[0] for m in caplog.messages] == [str(last)]
 
 
 def test_links_are_not_candidates_and_foreign_files_are_skipped(tmp_path, caplog):
-    from asr.train import find_resume_checkpoint
+    from asr.training.train import find_resume_checkpoint
 
     top = _checkpoint(tmp_path / "a" / "checkpoints" / "epoch000-step000005-wer0.9000.ckpt", 5, 300)
     (tmp_path / "a" / "checkpoints" / "best.ckpt").symlink_to(top.name)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "a" / "checkpoints" / "last.ckpt")  # not Lightning's
-    with caplog.at_level(logging.WARNING, logger="asr.train"):
+    with caplog.at_level(logging.WARNING, logger="asr.training.train"):
         assert find_resume_checkpoint(None, tmp_path, tmp_path / "a") == str(top)
     assert len(caplog.messages) == 1 and "last.ckpt: not a training checkpoint" in caplog.messages[0]
 
 
 def test_an_explicit_resume_path_that_is_truncated_or_foreign_is_one_line(tmp_path):
-    from asr.train import USER_ERRORS, find_resume_checkpoint
+    from asr.training.train import USER_ERRORS, find_resume_checkpoint
 
     path = _checkpoint(tmp_path / "cut.ckpt", 5, 0)
     assert find_resume_checkpoint(str(path), tmp_path) == str(path)
@@ -261,7 +262,7 @@ def test_an_explicit_resume_path_that_is_truncated_or_foreign_is_one_line(tmp_pa
 
 
 def test_the_trainer_writes_through_a_temporary_file_and_cleans_up_killed_writes(tmp_path):
-    from asr.checkpoint_io import AtomicCheckpointIO
+    from asr.training.checkpoints import AtomicCheckpointIO
 
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
@@ -281,7 +282,7 @@ def test_the_trainer_writes_through_a_temporary_file_and_cleans_up_killed_writes
 def test_under_ddp_the_strategy_writes_through_it(tmp_path):
     from lightning.pytorch.strategies import DDPStrategy
 
-    from asr.checkpoint_io import AtomicCheckpointIO
+    from asr.training.checkpoints import AtomicCheckpointIO
 
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(), plugins=[AtomicCheckpointIO(tmp_path)],
                         logger=False, enable_progress_bar=False, enable_model_summary=False)

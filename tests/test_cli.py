@@ -11,9 +11,13 @@ import soundfile as sf
 import torch
 
 import asr
-from asr.cli import build_lm_main, decode_main, evaluate_main, make_manifest_main, tune_lm_main
+from asr.cli.build_lm import main as build_lm_main
+from asr.cli.decode import main as decode_main
+from asr.cli.evaluate import main as evaluate_main
+from asr.cli.make_manifest import main as make_manifest_main
+from asr.cli.tune_lm import main as tune_lm_main
 from asr.data.manifest import read_manifest
-from asr.decoding import DecodeOptions, options_path, save_options
+from asr.decoding.options import DecodeOptions, options_path, save_options
 from tests.conftest import ROOT
 from tests.test_writers import parse_subtitles
 

@@ -1,17 +1,16 @@
 import inspect
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from asr.data.corpora.synthetic import SyntheticCorpus
 from asr.data.datamodule import ASRDataModule
-from asr.decoding import DecodeOptions, load_options
-from asr.features import FeatureConfig, SpecAugmentConfig
-from asr.model import ModelConfig
-from asr.optim import OptimConfig
-from asr.train import build_callbacks, build_datamodule, build_loggers, build_model, build_tokenizer
+from asr.decoding.options import DecodeOptions, load_options
+from asr.model.acoustic import ModelConfig
+from asr.model.features import FeatureConfig, SpecAugmentConfig
+from asr.training.optim import OptimConfig
+from asr.training.train import build_callbacks, build_datamodule, build_loggers, build_model, build_tokenizer
 from tests.conftest import CONF, compose_config
 
 RECIPES = sorted(p.stem for p in (CONF / "recipe").glob("*.yaml"))
@@ -42,7 +41,7 @@ def test_the_python_defaults_are_the_cli_defaults(group, option, cls):
 
 
 def test_data_and_corpus_defaults_come_from_their_constructors():
-    """conf/data/*.yaml override the signatures of ASRDataModule and the corpus classes."""
+    """asr/conf/data/*.yaml override the signatures of ASRDataModule and the corpus classes."""
     cfg = compose_config("data=manifest", "data.corpus.splits.train=a", "data.corpus.splits.dev=b",
                          "data.corpus.splits.test=c")
     params = inspect.signature(ASRDataModule.__init__).parameters

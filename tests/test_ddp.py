@@ -13,10 +13,10 @@ import lightning as L
 import pytest
 import torch
 
-from asr.checkpoint import load_checkpoint
 from asr.data.manifest import read_manifest
-from asr.module import ASRModule
-from asr.train import build_datamodule
+from asr.model.checkpoint import load_checkpoint
+from asr.training.module import ASRModule
+from asr.training.train import build_datamodule
 from tests.conftest import ROOT, TINY_MODEL, compose_config, manifest_overrides
 from tests.ddp_check import Probe
 

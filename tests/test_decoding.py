@@ -5,9 +5,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.decoding import (BeamDecoder, DecodeOptions, DecodeOptionsError, GreedyDecoder, build_decoder,
-                          hypothesis_text, load_options, options_path, save_options, stored_options)
-from asr.lm import LMError, build_arpa
+from asr.decoding.arpa import LMError
+from asr.decoding.beam import BeamDecoder, build_decoder
+from asr.decoding.greedy import GreedyDecoder, hypothesis_text
+from asr.decoding.ngram import build_arpa
+from asr.decoding.options import (
+    DecodeOptions,
+    DecodeOptionsError,
+    load_options,
+    options_path,
+    save_options,
+    stored_options,
+)
 from asr.text import CharTokenizer
 from tests.conftest import ROOT
 
@@ -164,9 +173,9 @@ def test_options_stored_beside_a_checkpoint_round_trip(tmp_path, word_lm):
 
 
 def test_every_decode_preset_in_conf_is_valid_and_beam_matches_the_defaults():
-    presets = {p.stem: load_options(p) for p in (ROOT / "conf" / "decode").glob("*.yaml")}
+    presets = {p.stem: load_options(p) for p in (ROOT / "asr" / "conf" / "decode").glob("*.yaml")}
     assert {"greedy", "beam"} <= set(presets)
-    assert presets["beam"] == DecodeOptions(decoder="beam"), "conf/decode/beam.yaml documents the defaults"
+    assert presets["beam"] == DecodeOptions(decoder="beam"), "asr/conf/decode/beam.yaml documents the defaults"
 
 
 def test_unknown_option_in_a_file_is_named(tmp_path):

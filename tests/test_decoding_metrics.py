@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asr.decoding import GreedyDecoder
+from asr.decoding.greedy import GreedyDecoder
 from asr.metrics import ErrorRate, char_errors, word_errors
 
 
@@ -44,7 +44,7 @@ def test_corpus_rate_sums_edits_rather_than_averaging_rates():
 
 
 def test_substitution_pairs_are_word_by_word():
-    from asr.evaluate import word_details
+    from asr.inference.evaluate import word_details
 
     counts, pairs = word_details("delta delta bravo", "lb lblbl bravo extra")
     assert (counts.substitutions, counts.insertions, counts.hits) == (2, 1, 1)

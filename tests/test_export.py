@@ -1,10 +1,14 @@
-"""Export: the AcousticModel itself compiles; every exported form (TorchScript and ONNX, float32 and
-int8) reproduces PyTorch, also loaded in a fresh interpreter without asr; decode.py and asr.load
-take the files in place of the checkpoint; a file they cannot use is one line saying what to do."""
+"""Export: the AcousticModel itself exports with torch.export (its LSTMs in exportable forms); every
+exported form (ExportedProgram, ONNX float32 and int8, TorchScript int8) reproduces PyTorch, also
+loaded in a fresh interpreter without asr; decode.py and asr.load take the files in place of the
+checkpoint, and files written by earlier versions still; a file they cannot use is one line saying
+what to do; exporting emits no DeprecationWarning."""
 
+import io
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import onnx
@@ -13,17 +17,30 @@ import soundfile as sf
 import torch
 
 import asr
-from asr.checkpoint import load_checkpoint
-from asr.cli import decode_main, export_main
-from asr.export import (EXPORT_TOLERANCE, INT8_TOLERANCE, METADATA_KEY, check_inputs, difference, inference_model,
-                        max_difference, quantize_int8, script)
-from asr.features import FeatureConfig, LogMel
-from asr.model import AcousticModel, ConvLayer, ModelConfig
+from asr.cli.decode import main as decode_main
+from asr.cli.export import main as export_main
+from asr.inference.export import (
+    EXPORT_TOLERANCE,
+    INT8_TOLERANCE,
+    METADATA_KEY,
+    check_inputs,
+    difference,
+    export_metadata,
+    exported_program_bytes,
+    inference_model,
+    max_difference,
+    min_samples,
+    quantize_int8,
+)
+from asr.inference.exportable import OnnxLSTM, ScanLSTM
+from asr.inference.writers import FORMATS as OUTPUT_FORMATS
+from asr.model.acoustic import AcousticModel, ConvLayer, ModelConfig
+from asr.model.checkpoint import load_checkpoint
+from asr.model.features import FeatureConfig, LogMel
 from asr.text import CharTokenizer
-from asr.writers import FORMATS as OUTPUT_FORMATS
 
 TOK = CharTokenizer()
-FORMS = ("model.ts", "model.int8.ts", "model.onnx", "model.int8.onnx")
+FORMS = ("model.pt2", "model.int8.ts", "model.onnx", "model.int8.onnx")
 
 
 def _small_model(impl, layers, normalize):
@@ -47,20 +64,34 @@ def test_the_features_real_valued_stft_is_torchaudios_log_mel(n_mels, n_fft, win
     assert (got - expected).abs().max() <= 1e-3  # float32 rounding of a sum of 400 products, in the log
 
 
+@pytest.mark.parametrize("form", [ScanLSTM, OnnxLSTM])
+def test_the_exportable_lstms_compute_what_nn_lstm_computes(form):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(12, 8, batch_first=True)
+    x = torch.randn(3, 17, 12)
+    with torch.inference_mode():
+        assert (form(lstm)(x)[0] - lstm(x)[0]).abs().max() <= 1e-5
+
+
 @pytest.mark.parametrize("impl, layers, normalize", [("split", 2, "utterance"), ("packed", 2, "utterance"),
                                                      ("split", 1, "none")])
-def test_the_model_itself_compiles_and_matches_pytorch_padding_included(impl, layers, normalize):
+def test_the_model_itself_exports_for_any_length_and_matches_pytorch_padding_included(impl, layers, normalize):
+    """torch.export with symbolic batch and length: lengths never seen in tracing, each utterance
+    alone as in its batch, and the shortest input the file declares."""
     model = _small_model(impl, layers, normalize)
-    scripted = script(inference_model(model))
-    waves, lengths = check_inputs(16_000)
+    program = torch.export.load(io.BytesIO(exported_program_bytes(inference_model(model), TOK))).module()
+    waves, lengths = check_inputs(16_000, (2.2, 0.9, 1.6))  # not the lengths it was traced with
     with torch.inference_mode():
         expected = model(waves, lengths)
-        assert max_difference(expected, scripted(waves, lengths)) <= EXPORT_TOLERANCE
+        assert max_difference(expected, program(waves, lengths)) <= EXPORT_TOLERANCE
         for i, n in enumerate(lengths.tolist()):  # each utterance alone: what it got in the batch
-            alone = scripted(waves[i : i + 1, :n], lengths[i : i + 1])
+            alone = program(waves[i : i + 1, :n], lengths[i : i + 1])
             frames = int(expected[1][i])
             assert int(alone[1][0]) == frames
             assert (alone[0][0, :frames] - expected[0][i, :frames]).abs().max() <= EXPORT_TOLERANCE
+        shortest = torch.tensor([min_samples(model)])
+        assert max_difference(model(waves[:1, :shortest[0]], shortest), program(waves[:1, :shortest[0]], shortest)) \
+            <= EXPORT_TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +120,13 @@ waves, lengths = inputs["waves"], inputs["lengths"]
 out, info = {}, {}
 for name in %r:
     path = f"{folder}/{name}"
-    if name.endswith(".ts"):
+    if name.endswith(".pt2"):
+        extra = {"asr_export.json": ""}
+        m = torch.export.load(path, extra_files=extra).module()
+        run = lambda w, n: m(w, n)
+        meta = json.loads(extra["asr_export.json"])
+        info[name] = {"sample_rate": meta["sample_rate"], "frame_rate": meta["frame_rate"], "symbols": meta["symbols"]}
+    elif name.endswith(".ts"):
         m = torch.jit.load(path)
         run = lambda w, n: m(w, n)
         info[name] = {"sample_rate": m.sample_rate, "frame_rate": m.frame_rate, "symbols": json.loads(m.symbols)}
@@ -125,7 +162,7 @@ def test_every_exported_form_runs_without_asr_and_matches_pytorch(exports, tiny_
     with torch.inference_mode():
         float32 = model(waves, lengths)
         int8 = quantize_int8(model)(waves, lengths)
-    checks = {"model.ts": (float32, False, EXPORT_TOLERANCE),
+    checks = {"model.pt2": (float32, False, EXPORT_TOLERANCE),
               "model.int8.ts": (int8, False, EXPORT_TOLERANCE),  # exactly PyTorch's int8 model
               "model.onnx": (float32, False, EXPORT_TOLERANCE),
               "model.int8.onnx": (float32, True, INT8_TOLERANCE)}  # ONNX Runtime's int8 against float32
@@ -177,7 +214,7 @@ def test_decode_reads_every_form_as_it_reads_the_checkpoint(exports, tiny_checkp
             assert [line["path"] for line in lines] == wavs and all("words" in line for line in lines)
     capsys.readouterr()
     reference = outputs.pop(tiny_checkpoint.name)
-    assert outputs["model.ts"] == reference and outputs["model.onnx"] == reference
+    assert outputs["model.pt2"] == reference and outputs["model.onnx"] == reference
     assert all(outputs[name] for name in ("model.int8.ts", "model.int8.onnx"))
 
 
@@ -202,8 +239,11 @@ def _older_and_foreign_files(folder, exports):
     """Files a user may give in place of an export, and how the one error line must go on."""
     folder.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
-        torch.onnx.export(torch.nn.Linear(3, 2), (torch.randn(1, 3),), str(folder / "other.onnx"), dynamo=False)
-    torch.jit.script(torch.nn.Linear(2, 2)).save(str(folder / "other.ts"))
+        torch.onnx.export(torch.nn.Linear(3, 2), (torch.randn(1, 3),), str(folder / "other.onnx"), input_names=["x"])
+        torch.export.save(torch.export.export(torch.nn.Linear(2, 2), (torch.randn(1, 2),)), str(folder / "other.pt2"))
+    with warnings.catch_warnings():  # what earlier versions wrote, and other programs may: TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(folder / "other.ts"))
 
     class OldExport(torch.nn.Module):  # what scripts/export.py wrote before the asr_export metadata
         def __init__(self):
@@ -213,7 +253,9 @@ def _older_and_foreign_files(folder, exports):
         def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor):
             return waveforms, lengths
 
-    torch.jit.script(OldExport()).save(str(folder / "old.ts"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(OldExport()).save(str(folder / "old.ts"))
     for name, version in (("old.onnx", 0), ("new.onnx", 99)):
         proto = onnx.load(str(exports / "model.onnx"))
         for prop in proto.metadata_props:
@@ -221,9 +263,11 @@ def _older_and_foreign_files(folder, exports):
                 prop.value = json.dumps({**json.loads(prop.value), "format": version})
         onnx.save(proto, str(folder / name))
     again = "export it again from its checkpoint: scripts/export.py CHECKPOINT -o {}"
-    return {"other.onnx": "an ONNX model asr did not export (no asr_export metadata; inputs onnx::Gemm_0, not "
+    return {"other.onnx": "an ONNX model asr did not export (no asr_export metadata; inputs x, not "
                           "waveforms, lengths); export the checkpoint of the model you want: "
                           "scripts/export.py CHECKPOINT -o other.onnx",
+            "other.pt2": "an ExportedProgram asr did not export (no asr_export.json in it); export a checkpoint: "
+                         "scripts/export.py CHECKPOINT -o other.pt2",
             "other.ts": "a TorchScript model (scripts/export.py writes these), but not one asr exported (no "
                         "asr_export entry); export a checkpoint: scripts/export.py CHECKPOINT -o other.ts",
             "old.ts": "a TorchScript model exported by an older asr (no asr_export entry); " + again.format("old.ts"),
@@ -246,7 +290,7 @@ def test_an_onnx_file_without_onnx_runtime_says_which_extra_to_install(exports, 
     model = exports / "model.int8.onnx"
     assert decode_main([str(model), wav, "--no-progress"]) == 2
     assert capsys.readouterr().err == (f"decode.py: error: {model}: an ONNX model needs ONNX Runtime, which is not "
-                                       "installed: pip install 'asr[onnx]' (or decode the checkpoint or TorchScript "
+                                       "installed: pip install 'asr[onnx]' (or decode the checkpoint or its .pt2 "
                                        "export)\n")
     out = tmp_path / "m.int8.onnx"
     assert export_main([str(tiny_checkpoint), "-o", str(out), "--quantize", "int8"]) == 2
@@ -260,7 +304,7 @@ def test_a_backend_that_does_not_run_the_file_is_one_line(exports, tiny_checkpoi
     assert decode_main([str(exports / "model.onnx"), wav, "--backend", "torch"]) == 2
     assert capsys.readouterr().err == (f"decode.py: error: {exports / 'model.onnx'}: an ONNX model, which runs with "
                                        "--backend onnxruntime, not torch; use --backend onnxruntime, or the "
-                                       "TorchScript export or checkpoint of the same model\n")
+                                       ".pt2 export or checkpoint of the same model\n")
     assert decode_main([str(tiny_checkpoint), wav, "--backend", "onnxruntime"]) == 2
     assert capsys.readouterr().err == (f"decode.py: error: {tiny_checkpoint}: a training checkpoint, which runs with "
                                        "--backend torch, not onnxruntime; export an ONNX file for it: "
@@ -268,9 +312,50 @@ def test_a_backend_that_does_not_run_the_file_is_one_line(exports, tiny_checkpoi
 
 
 def test_export_of_a_bad_checkpoint_or_to_an_unknown_format_is_one_line(tiny_checkpoint, tmp_path, capsys):
-    assert export_main([str(tmp_path / "none.ckpt"), "-o", str(tmp_path / "m.ts")]) == 2
+    assert export_main([str(tmp_path / "none.ckpt"), "-o", str(tmp_path / "m.pt2")]) == 2
     assert capsys.readouterr().err.strip() == f"export.py: error: {tmp_path / 'none.ckpt'}: checkpoint not found"
     assert export_main([str(tiny_checkpoint), "-o", str(tmp_path / "m.bin")]) == 2
     assert capsys.readouterr().err.strip() == (f"export.py: error: {tmp_path / 'm.bin'}: unknown export format "
-                                               "'.bin'; name the file *.ts or *.pt or *.onnx")
-    assert not (tmp_path / "m.ts").exists() and not (tmp_path / "m.bin").exists()
+                                               "'.bin'; name the file *.pt2 (torch.export), *.onnx, or *.ts with "
+                                               "--quantize int8 (TorchScript)")
+    assert export_main([str(tiny_checkpoint), "-o", str(tmp_path / "m.ts")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"export.py: error: {tmp_path / 'm.ts'}: float32 TorchScript is no longer written (torch.jit is deprecated): "
+        "name the file *.pt2 (torch.export; decode.py and asr.load() take it as they took .ts), or add --quantize "
+        "int8 for an int8 TorchScript file")
+    assert export_main([str(tiny_checkpoint), "-o", str(tmp_path / "m.pt2"), "--quantize", "int8"]) == 2
+    assert "int8 is written as ONNX (*.onnx) or TorchScript (*.ts)" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def _legacy_torchscript(model, path):
+    """A float32 .ts file as asr 0.1's export.py wrote it (torch.jit.script of the model, metadata
+    as attributes): such files keep loading."""
+    scripted = inference_model(model)
+    meta = export_metadata(scripted, TOK, "torchscript", None)
+    scripted.asr_export, scripted.symbols = json.dumps(meta), json.dumps(meta["symbols"])
+    scripted.sample_rate, scripted.frame_rate = meta["sample_rate"], meta["frame_rate"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(scripted).save(str(path))
+
+
+def test_a_float32_torchscript_file_of_an_earlier_version_still_decodes(tiny_checkpoint, tmp_path, capsys):
+    _legacy_torchscript(load_checkpoint(tiny_checkpoint).model, tmp_path / "old.ts")
+    wavs = _wavs(tmp_path / "audio")
+    assert decode_main([str(tmp_path / "old.ts"), *wavs, "-o", str(tmp_path / "old.tsv"), "--no-progress"]) == 0
+    assert decode_main([str(tiny_checkpoint), *wavs, "-o", str(tmp_path / "ckpt.tsv"), "--no-progress"]) == 0
+    assert (tmp_path / "old.tsv").read_text() == (tmp_path / "ckpt.tsv").read_text()
+
+
+def test_exporting_every_form_emits_no_deprecation_warning(tiny_checkpoint, tmp_path):
+    """The project's own calls are off deprecated APIs (the int8 TorchScript path silences its own, and says why)."""
+    script = ("import sys, warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+              "from asr.inference.export import export\n"
+              "for name, q in (('m.pt2', None), ('m.onnx', None), ('m.int8.onnx', 'int8'), ('m.int8.ts', 'int8')):\n"
+              "    export(sys.argv[1], sys.argv[2] + '/' + name, q)\n")
+    run = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", script, str(tiny_checkpoint),
+                          str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "DeprecationWarning" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.int8.ts", "m.onnx", "m.pt2"]

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from asr.checkpoint import CheckpointError, init_weights, load_checkpoint
 from asr.config import ConfigError
-from asr.train import build_model, build_tokenizer, train
+from asr.model.checkpoint import CheckpointError, load_checkpoint
+from asr.training.checkpoints import init_weights
+from asr.training.train import build_model, build_tokenizer, train
 from tests.conftest import TINY_MODEL, compose_config, manifest_overrides
 
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "test=false"]

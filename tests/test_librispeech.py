@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
+from asr.cli.prepare import main as prepare_main  # scripts/prepare.py
 from asr.data.corpora.base import CorpusError
 from asr.data.corpora.librispeech import PRESETS, LibriSpeechCorpus
-from asr.data.corpora.prepare import main as prepare_main  # scripts/prepare.py
 from asr.data.download import extract
 from asr.data.manifest import read_manifest
 from tests.commands import CPU_OVERRIDES, run

@@ -7,8 +7,18 @@ import random
 import pytest
 
 from asr.data.corpora import sentences
-from asr.lm import (LMError, UNKNOWN, arpa_vocabulary, build_arpa, check_lm_file, discounts, fix_arpa_tabs,
-                    lexicon_from_words, lm_tokens, read_arpa, read_lexicon, read_texts, write_lexicon)
+from asr.decoding.arpa import (
+    UNKNOWN,
+    LMError,
+    arpa_vocabulary,
+    check_lm_file,
+    fix_arpa_tabs,
+    lexicon_from_words,
+    read_arpa,
+    read_lexicon,
+    write_lexicon,
+)
+from asr.decoding.ngram import build_arpa, discounts, lm_tokens, read_texts
 
 TEXTS = sentences.sentences(random.Random(0), 300)
 

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.model import AcousticModel, ConvLayer, ModelConfig
+from asr.inference.recognizer import Recognizer
+from asr.inference.windows import WindowConfig, pause_cuts, plan_windows, stream_log_probs
+from asr.model.acoustic import AcousticModel, ConvLayer, ModelConfig
 from asr.text import CharTokenizer
-from asr.transcribe import Recognizer
-from asr.windows import WindowConfig, pause_cuts, plan_windows, stream_log_probs
 
 TOK = CharTokenizer()
 RATE = 16_000

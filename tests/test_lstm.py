@@ -1,9 +1,16 @@
 import pytest
 import torch
 
-from asr.lstm import (PackedBiLSTM, SplitBiLSTM, build_rnn, convert_rnn_state_dict, pad_batch, reverse_index,
-                      training_flops_per_frame)
-from asr.model import AcousticModel, ModelConfig
+from asr.model.acoustic import AcousticModel, ModelConfig
+from asr.model.lstm import (
+    PackedBiLSTM,
+    SplitBiLSTM,
+    build_rnn,
+    convert_rnn_state_dict,
+    pad_batch,
+    reverse_index,
+    training_flops_per_frame,
+)
 
 INPUT, HIDDEN, LAYERS = 12, 16, 3
 LENGTHS = [9, 4, 7, 1]
@@ -162,7 +169,7 @@ def test_a_model_trained_with_one_impl_runs_with_the_other(tmp_path):
 
 
 def test_a_checkpoint_loads_with_either_impl(tiny_checkpoint, tmp_path):
-    from asr.checkpoint import load_checkpoint
+    from asr.model.checkpoint import load_checkpoint
 
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     original = load_checkpoint(tiny_checkpoint).model

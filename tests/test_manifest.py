@@ -5,8 +5,14 @@ import pytest
 import soundfile as sf
 
 from asr.data.dataset import AudioDataset, Example, Skipped, ctc_min_frames, prepare_utterances
-from asr.data.manifest import (ManifestError, Utterance, from_audio_folder, from_librispeech, read_manifest,
-                               write_manifest)
+from asr.data.manifest import (
+    ManifestError,
+    Utterance,
+    from_audio_folder,
+    from_librispeech,
+    read_manifest,
+    write_manifest,
+)
 from asr.text import CharTokenizer
 
 

@@ -1,8 +1,8 @@
 import pytest
 
+from asr.cli.prepare import main as prepare_main  # scripts/prepare.py
 from asr.data.corpora.base import CorpusError
 from asr.data.corpora.librispeech import MiniLibriSpeechCorpus
-from asr.data.corpora.prepare import main as prepare_main  # scripts/prepare.py
 from asr.data.manifest import read_manifest
 from tests.fake_librispeech import RangeServer, make_subset, write_archives
 

@@ -1,7 +1,7 @@
 import torch
 
-from asr.features import FeatureConfig, LogMel, SpecAugment, SpecAugmentConfig
-from asr.model import AcousticModel, ConvLayer, ModelConfig
+from asr.model.acoustic import AcousticModel, ConvLayer, ModelConfig
+from asr.model.features import FeatureConfig, LogMel, SpecAugment, SpecAugmentConfig
 
 
 def _padded(lengths, seed=0):

@@ -1,7 +1,8 @@
 import pytest
 
-from asr.config import ConfigError, validate
-from asr.optim import OptimConfig, lr_factor
+from asr.config import ConfigError
+from asr.training.config import validate
+from asr.training.optim import OptimConfig, lr_factor
 from tests.conftest import compose_config
 
 

@@ -63,7 +63,7 @@ def test_sigusr1_checkpoints_requeues_and_resumes_to_identical_weights(chirp_man
 
 
 def test_csv_metrics_of_a_continued_run_are_appended_not_replaced(tmp_path):
-    from asr.loggers import CSVLogger
+    from asr.training.loggers import CSVLogger
 
     first = CSVLogger(str(tmp_path), name="", version="")
     first.log_metrics({"train/loss": 1.0, "val/wer": 0.5}, step=1)
@@ -78,7 +78,7 @@ def test_csv_metrics_of_a_continued_run_are_appended_not_replaced(tmp_path):
 
 
 def test_wandb_logger_continues_the_run_stored_in_its_folder(tmp_path, monkeypatch):
-    from asr.loggers import wandb_logger
+    from asr.training.loggers import wandb_logger
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert wandb_logger(str(tmp_path))._wandb_init.get("id") is None  # a new run folder: a new W&B run
@@ -88,7 +88,7 @@ def test_wandb_logger_continues_the_run_stored_in_its_folder(tmp_path, monkeypat
 
 
 def test_resume_finds_the_newest_checkpoint_of_the_run_or_of_the_recipe(tmp_path):
-    from asr.train import find_resume_checkpoint
+    from asr.training.train import find_resume_checkpoint
 
     def touch(path, age_s):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("espeakng_loader")
 sf = pytest.importorskip("soundfile")
 
-from asr.data.corpora import espeak, sentences, synthetic  # noqa: E402
+from asr.data.corpora import espeak, sentences, synthetic, synthetic_audio  # noqa: E402
 
 WORDS = ["hello", "world", "yes", "no", "stop", "go", "don't"]
 SIZES = {"train": 6, "dev": 3, "test": 3}
@@ -108,7 +108,7 @@ def test_second_call_returns_the_cached_corpus(
         raise AssertionError("the cached corpus was synthesized again")
 
     monkeypatch.setattr(synthetic.espeak, "synthesize", no_synthesis)
-    monkeypatch.setattr(synthetic, "_render_all", no_synthesis)
+    monkeypatch.setattr(synthetic, "render_all", no_synthesis)
     assert _generate(root) == splits
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
@@ -137,8 +137,8 @@ def test_an_interrupted_run_leaves_no_corpus(tmp_path: Path, monkeypatch: pytest
             raise KeyboardInterrupt
         return original(job, root)
 
-    original = synthetic._render
-    monkeypatch.setattr(synthetic, "_render", failing_render)
+    original = synthetic_audio.render
+    monkeypatch.setattr(synthetic_audio, "render", failing_render)
     with pytest.raises(KeyboardInterrupt):
         _generate(tmp_path / "corpus")
     assert list(tmp_path.iterdir()) == []

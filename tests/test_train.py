@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from asr.train import train
+from asr.training.train import train
 from tests.conftest import compose_config
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "yes", "no"]

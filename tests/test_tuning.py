@@ -1,6 +1,6 @@
 """The LM-weight search: the grid, greedy's point, and growth past an edge that holds the best point."""
 
-from asr.tuning import GREEDY_POINT, best_trial, search
+from asr.inference.tuning import GREEDY_POINT, best_trial, search
 
 
 def _bowl(lm_weight: float, word_score: float, at=(5.0, -4.0)) -> tuple[float, int]:
@@ -46,7 +46,7 @@ def test_word_scores_grow_upwards_and_lm_weights_never_below_zero():
 
 
 def test_tune_lm_refuses_a_negative_extend_in_one_line(capsys):
-    from asr.cli import tune_lm_main
+    from asr.cli.tune_lm import main as tune_lm_main
 
     assert tune_lm_main(["model.ckpt", "dev.jsonl", "--lm", "lm.arpa", "--extend", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "tune_lm.py: error: --extend -1: must be 0 (the grid as given) or more"

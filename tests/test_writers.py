@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from asr.alignment import Word
-from asr.transcribe import Transcript
-from asr.writers import CUE_MAX_SECONDS, CUE_MAX_WORDS, cues, format_line, format_subtitles, timestamp
+from asr.inference.alignment import Word
+from asr.inference.recognizer import Transcript
+from asr.inference.writers import CUE_MAX_SECONDS, CUE_MAX_WORDS, cues, format_line, format_subtitles, timestamp
 
 WORDS = [Word("good", 0.52, 0.80, 0.91), Word("morning", 0.84, 1.30, 0.88),  # one cue
          Word("it's", 3.10, 3.30, 0.7), Word("raining", 3.32, 3.90, 0.95)]  # after a 1.8 s pause: another

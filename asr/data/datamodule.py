@@ -11,7 +11,7 @@ training loop has *consumed* (Lightning's batch progress, not what the DataLoade
 prefetched); the restored sampler skips those, while the loader still reports the whole epoch's
 length, which is what Lightning's restored batch counters expect. DataLoaders draw their worker
 seeds from their own generators, never from the global RNG, so checkpointed RNG states
-(``asr.callbacks.RandomState``) continue exactly.
+(``asr.training.callbacks.RandomState``) continue exactly.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def check_data_options(batch_seconds: float = 1.0, eval_batch_seconds: float | N
 
 
 class ASRDataModule(L.LightningDataModule):
-    """Args are ``data.*`` of the config (``conf/data/*.yaml`` override these defaults, the one
+    """Args are ``data.*`` of the config (``asr/conf/data/*.yaml`` override these defaults, the one
     home of them: asr.config derives the data schema from this signature); seconds throughout."""
 
     def __init__(

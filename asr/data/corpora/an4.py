@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 from asr.data.corpora.archive import ArchiveCorpus, Indexed
 from asr.data.corpora.base import CorpusError
-from asr.data.manifest import ManifestError, Problem, with_durations, read_manifest
+from asr.data.manifest import ManifestError, Problem, read_manifest, with_durations
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ ARCHIVE = "an4_sphere"  # an4_sphere.tar.gz: the SPHERE version ("NIST's Sphere 
 INNER = "an4"
 # CMU (plain HTTP only); NeMo's copy of the same archive: https://dldata-public.s3.us-east-2.amazonaws.com
 DEFAULT_MIRROR = "http://www.speech.cs.cmu.edu/databases/an4"
-DEFAULT_ROOT = "data/an4"  # conf/data/an4.yaml: ${paths.data_dir}/an4
+DEFAULT_ROOT = "data/an4"  # asr/conf/data/an4.yaml: ${paths.data_dir}/an4
 DEFAULT_DEV_SPEAKERS = 8
 TRAIN, DEV, TEST = "train", "dev", "test"
 LISTS = {TRAIN: "an4_train", TEST: "an4_test"}  # etc/<name>.fileids and etc/<name>.transcription

@@ -65,8 +65,8 @@ RESOURCE: Mapping[str, str] = MappingProxyType({**{s: ACOUSTIC_RESOURCE for s in
                                                 **{s: MINI_RESOURCE for s in MINI_SUBSET_MD5}})
 # Mirrors: https://us.openslr.org/resources, https://openslr.elda.org/resources, https://openslr.magicdatatech.com/resources
 DEFAULT_MIRROR = "https://www.openslr.org/resources"
-DEFAULT_ROOT = "data/librispeech"  # conf/data/librispeech.yaml: ${paths.data_dir}/librispeech
-MINI_ROOT = "data/mini_librispeech"  # conf/data/mini_librispeech.yaml
+DEFAULT_ROOT = "data/librispeech"  # asr/conf/data/librispeech.yaml: ${paths.data_dir}/librispeech
+MINI_ROOT = "data/mini_librispeech"  # asr/conf/data/mini_librispeech.yaml
 DEFAULT_LM_FILES = ("3-gram.pruned.1e-7.arpa.gz", "4-gram.arpa.gz", "librispeech-lexicon.txt", "librispeech-vocab.txt")
 EVAL_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other")
 # Named selections of subsets for the prepare command: training hours -> everything that recipe reads.

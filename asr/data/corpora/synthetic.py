@@ -12,8 +12,8 @@ pools of train, dev and test are disjoint, so no dev or test voice is ever heard
 every language appears in every split (given at least as many utterances as languages).
 
 Every random choice (sentences, speakers, per-utterance pitch, rate, gain, noise level and noise seed)
-is drawn up front from ``random.Random(seed)``, and eSpeak itself is made deterministic by
-:mod:`.espeak`, so the same parameters give byte-identical files whatever ``num_workers``.
+is drawn up front from ``random.Random(seed)`` (here), and eSpeak itself is made deterministic by
+:mod:`.espeak`; the audio is rendered by :mod:`.synthetic_audio`, so the same parameters give byte-identical files whatever ``num_workers``.
 The corpus is built in a hidden sibling folder and renamed into place when complete: an interrupted
 run never leaves a corpus that looks finished, and a second call with the same parameters returns
 at once.
@@ -24,29 +24,24 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import multiprocessing
 import os
 import random
 import shutil
-import signal
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping, Sequence
-
-import numpy as np
+from typing import Any, Mapping, Sequence
 
 from asr.data.corpora import espeak, sentences
 from asr.data.corpora.base import CorpusError
+from asr.data.corpora.synthetic_audio import RenderJob, render_all
 from asr.data.manifest import from_librispeech, write_manifest
 
 SPLITS = ("train", "dev", "test")
 # Evaluation splits are drawn first, so they stay the same whatever the size of train.
 PLAN_ORDER = ("test", "dev", "train")
-DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 6000, "dev": 200, "test": 300})  # as conf/data/synthetic.yaml
+DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 6000, "dev": 200, "test": 300})  # as asr/conf/data/synthetic.yaml
 DEFAULT_SAMPLE_RATE = 16_000  # Hz
 DEFAULT_NOISE_SNR_DB = (25.0, 45.0)  # range of the white-noise signal-to-noise ratio, dB
 FORMAT_VERSION = 1  # bump when the same parameters would give different files
@@ -70,10 +65,7 @@ PITCH_JITTER = 6  # per utterance, the pitch varies by up to this many steps
 PITCH_RANGE_RANGE = (35, 65)  # per utterance intonation range on eSpeak's 0-100 scale
 PEAK_RANGE = (0.3, 0.9)  # per utterance peak level after the random gain, fraction of full scale
 MARGIN_RANGE_S = (0.1, 0.2)  # silence kept before and after the speech, seconds
-SILENCE_DB = 40.0  # samples this far below the peak count as silence when trimming
-INT16_MAX = 32767  # full scale of a 16-bit sample
 DEDUPLICATION_TRIES = 50  # draws per sentence to avoid repeating one already in the corpus
-POOL_CHUNKSIZE = 8  # utterances handed to a worker at a time
 PARTIAL_TAG = ".partial-"  # hidden build folder: ".<root name>.partial-<pid>-<random>"
 
 
@@ -91,30 +83,13 @@ class Speaker:
 
 
 @dataclass(frozen=True)
-class _Job:
-    """One utterance to render: every random choice already made."""
-
-    relpath: str  # output file, relative to the corpus root
-    text: str  # what eSpeak reads (the transcript with final punctuation)
-    voice: str
-    rate: int
-    pitch: int
-    pitch_range: int
-    peak: float
-    snr_db: float
-    margin_s: float
-    noise_seed: int
-    sample_rate: int
-
-
-@dataclass(frozen=True)
 class _Utterance:
     split: str
     speaker: Speaker
     chapter: int
     index: int
     transcript: str  # lower case, as drawn
-    job: _Job
+    job: RenderJob
 
     @property
     def utterance_id(self) -> str:
@@ -150,11 +125,11 @@ def _texts(rng: random.Random, n: int, words: Sequence[str] | None, seen: set[st
     return texts
 
 
-def _job(rng: random.Random, relpath: str, text: str, speaker: Speaker, params: Mapping[str, Any]) -> _Job:
+def _job(rng: random.Random, relpath: str, text: str, speaker: Speaker, params: Mapping[str, Any]) -> RenderJob:
     rate = round(speaker.rate * (1 + rng.uniform(-RATE_JITTER, RATE_JITTER)))
     pitch = speaker.pitch + rng.randint(-PITCH_JITTER, PITCH_JITTER)
     spoken = text + ("?" if sentences.is_question(text) else ".")
-    return _Job(relpath, spoken, speaker.voice, rate, pitch, rng.randint(*PITCH_RANGE_RANGE),
+    return RenderJob(relpath, spoken, speaker.voice, rate, pitch, rng.randint(*PITCH_RANGE_RANGE),
                 rng.uniform(*PEAK_RANGE), rng.uniform(*params["noise_snr_db"]), rng.uniform(*MARGIN_RANGE_S),
                 rng.getrandbits(63), params["sample_rate"])  # fmt: skip
 
@@ -185,104 +160,6 @@ def _plan(params: Mapping[str, Any]) -> tuple[dict[str, list[Speaker]], list[_Ut
                     job = _job(rng, relpath, text, speaker, params)
                     utterances.append(_Utterance(split, speaker, chapter, index, text, job))
     return speakers, utterances
-
-
-# --- rendering: one utterance, in a worker ----------------------------------------------------------
-def _trim(samples: np.ndarray, margin: int) -> np.ndarray:
-    """Cut leading and trailing silence, then pad ``margin`` zero samples on each side."""
-    peak = float(np.abs(samples).max()) if samples.size else 0.0
-    loud = np.flatnonzero(np.abs(samples) > peak * 10 ** (-SILENCE_DB / 20)) if peak > 0 else []
-    if len(loud) == 0:
-        raise RuntimeError("eSpeak produced silence")
-    pad = np.zeros(margin, dtype=np.float32)
-    return np.concatenate([pad, samples[loud[0] : loud[-1] + 1], pad])
-
-
-def _resample(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    import torch
-    import torchaudio.functional as AF
-
-    if orig_rate == new_rate:
-        return samples
-    return AF.resample(torch.from_numpy(samples), orig_rate, new_rate).numpy()
-
-
-def _level_and_noise(samples: np.ndarray, peak: float, snr_db: float, seed: int) -> np.ndarray:
-    """Scale to ``peak``, add white noise ``snr_db`` below the signal's RMS, clip to [-1, 1]."""
-    audio = samples.astype(np.float64) * (peak / np.abs(samples).max())
-    noise_rms = np.sqrt(np.mean(audio**2)) / 10 ** (snr_db / 20)
-    audio += np.random.default_rng(seed).standard_normal(audio.size) * noise_rms
-    return np.clip(audio, -1.0, 1.0)
-
-
-def _render(job: _Job, root: str) -> float:
-    """Synthesize, trim, resample, level, add noise and write one FLAC file; returns its seconds."""
-    import soundfile as sf
-
-    samples, rate = espeak.synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
-    samples = _trim(samples, round(job.margin_s * rate))
-    samples = _resample(samples, rate, job.sample_rate)
-    audio = _level_and_noise(samples, job.peak, job.snr_db, job.noise_seed)
-    pcm = np.round(audio * INT16_MAX).astype(np.int16)
-    path = Path(root) / job.relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), pcm, job.sample_rate, format="FLAC", subtype="PCM_16")
-    return pcm.size / job.sample_rate
-
-
-def _render_batch(batch: Sequence[tuple[int, _Job]], root: str) -> list[tuple[int, float]]:
-    return [(index, _render(job, root)) for index, job in batch]
-
-
-def _init_worker() -> None:
-    import torch
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-    torch.set_num_threads(1)  # same arithmetic in every worker, and no oversubscription
-
-
-@contextlib.contextmanager
-def _single_torch_thread() -> Iterator[None]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _render_all(jobs: Sequence[_Job], root: Path, num_workers: int, progress: bool) -> list[float]:
-    """Render every job (in ``num_workers`` processes, or in this one if 0); their durations."""
-    from tqdm import tqdm
-
-    durations = [0.0] * len(jobs)
-    indexed = list(enumerate(jobs))
-    batches = [indexed[i : i + POOL_CHUNKSIZE] for i in range(0, len(indexed), POOL_CHUNKSIZE)]
-    with tqdm(total=len(jobs), unit="utt", desc="synthesizing corpus", disable=not progress) as bar:
-        if num_workers == 0:
-            with _single_torch_thread():
-                for batch in batches:
-                    for index, durations[index] in _render_batch(batch, str(root)):
-                        bar.update()
-            return durations
-        # A pool whose worker dies raises BrokenProcessPool here instead of hanging.
-        context = multiprocessing.get_context("spawn")  # fresh workers: no inherited threads or state
-        pool = ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init_worker)
-        try:
-            futures = [pool.submit(_render_batch, batch, str(root)) for batch in batches]
-            for future in as_completed(futures):
-                for index, durations[index] in future.result():
-                    bar.update()
-        except BrokenProcessPool:
-            # Most often: called at the top level of a script, which each spawned worker runs again.
-            raise CorpusError("a synthesis worker process died; when generating from a Python script, call it under "
-                              "`if __name__ == \"__main__\":` (workers are started with spawn), or set "
-                              "data.corpus.num_workers=0") from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    return durations
 
 
 # --- writing the text files and installing the corpus -----------------------------------------------
@@ -419,7 +296,7 @@ def generate(
     built = Path(tempfile.mkdtemp(prefix=f".{root.name}{PARTIAL_TAG}{os.getpid()}-", dir=root.parent))
     try:
         speakers, utterances = _plan(params)
-        durations = _render_all([u.job for u in utterances], built, num_workers, progress)
+        durations = render_all([u.job for u in utterances], built, num_workers, progress)
         _write_transcripts(built, utterances)
         _write_speakers(built, speakers, utterances, durations)
         hours = {s: sum(d for u, d in zip(utterances, durations) if u.split == s) / 3600 for s in splits}

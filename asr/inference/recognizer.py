@@ -1,0 +1,264 @@
+"""Transcription: audio files of any length -> text and timed words, with a trained checkpoint
+or an export of one (TorchScript or ONNX, float32 or int8: ``scripts/export.py``).
+
+    recognizer = asr.load("runs/synthetic/latest/checkpoints/last.ckpt")   # or "model.int8.onnx"
+    recognizer.transcribe("speech.flac").text
+    [t.text for t in recognizer.transcribe(["a.wav", "b.ogg"])]
+    recognizer.transcribe("talk.flac", words=True).words  # [Word("hello", 0.52, 0.80, 0.97), ...]
+
+The model is an :class:`~asr.inference.emitters.Emitter` (``recognizer.runner``): PyTorch, TorchScript or
+ONNX Runtime, behind the same windowing, batching and decoding. Two stages, usable apart: :meth:`Recognizer.emissions` turns files into CPU log-probs
+(:class:`Emission`), :meth:`Recognizer.decode` turns one into a :class:`Transcript` with any
+decoder (evaluation decodes the same log-probs greedily and with beam search).
+
+Files up to one window long (``WindowConfig.window``, 28 s by default) are read whole, sorted by
+duration and batched up to ``batch_seconds`` of padded audio; longer ones are streamed in
+overlapping windows (:mod:`asr.inference.windows`). ``asr.load`` decodes with the options tuned for the
+checkpoint by ``scripts/tune_lm.py`` when there are some (``<checkpoint>.decoding.json``), else
+greedily. ``transcribe_files`` yields an :class:`~asr.audio.AudioError` in place of a file that
+cannot be read, so a command line can report it and go on with the others.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import torch
+
+from asr.audio import AudioError, audio_info, load_audio
+from asr.decoding.beam import build_decoder
+from asr.decoding.greedy import Decoder, hypothesis_text, split_at_pauses
+from asr.decoding.options import DecodeOptions, stored_options
+from asr.inference.alignment import Word, align_words
+from asr.inference.emitters import Emitter, TorchEmitter, open_model, pick_device  # noqa: F401 (pick_device: API)
+from asr.inference.windows import Window, WindowConfig, run_windows, segment_bounds, stream_log_probs
+from asr.model.acoustic import AcousticModel
+from asr.text import CharTokenizer
+
+DEFAULT_BATCH_SECONDS = 120.0  # padded audio per inference batch
+
+Progress = Callable[[float], None]  # told the seconds of audio just processed
+
+
+@dataclass
+class Transcript:
+    """The text of one recording, and its words with times when asked for."""
+
+    path: str | None
+    text: str
+    duration: float  # seconds of audio
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Emission:
+    """The model's output for one recording."""
+
+    path: str | None
+    log_probs: torch.Tensor  # (frames, vocab) float32 on the CPU
+    duration: float  # seconds of audio
+
+
+class Recognizer:
+    """An acoustic model (any :class:`~asr.inference.emitters.Emitter`), its tokenizer and a decoder.
+
+    Args:
+        model: an :class:`AcousticModel` (from ``asr.model.checkpoint.load_checkpoint``), run on ``device``;
+            or an Emitter (``asr.inference.emitters.open_model``: an exported TorchScript or ONNX file), which
+            runs where it was opened.
+        tokenizer: the model's.
+        device: "auto" (CUDA if available), "cpu", "cuda:1", ... for an AcousticModel.
+        decoder: a ready decoder; if None, one is built from ``options``.
+        options: decoding options (greedy when None).
+        windows: how long recordings are cut.
+    """
+
+    def __init__(self, model: AcousticModel | Emitter, tokenizer: CharTokenizer,
+                 device: str | torch.device | None = "auto", decoder: Decoder | None = None,
+                 options: DecodeOptions | None = None, windows: WindowConfig | None = None) -> None:
+        self.runner = model if isinstance(model, Emitter) else TorchEmitter.of_model(model, device)
+        self.device = self.runner.device
+        self.sample_rate = self.runner.sample_rate
+        self.tokenizer = tokenizer
+        self.options = options or DecodeOptions()
+        self.decoder = decoder or build_decoder(self.options, tokenizer)
+        self.windows = windows or WindowConfig()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = "auto",
+             options: DecodeOptions | None = None, windows: WindowConfig | None = None,
+             backend: str | None = None, threads: int | None = None) -> Recognizer:
+        """Load a checkpoint, or a TorchScript or ONNX export of one (float32 or int8:
+        ``asr.inference.emitters.open_model``); decode with ``options``, else those tuned for it, else greedily."""
+        emitter, tokenizer = open_model(path, backend, device, threads)
+        options = options or stored_options(path) or DecodeOptions()
+        return cls(emitter, tokenizer, options=options, windows=windows)
+
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second."""
+        return self.sample_rate / self.runner.samples_per_frame
+
+    def transcribe_waveforms(self, waveforms: Sequence[torch.Tensor], batch_seconds: float | None = None) -> list[str]:
+        """Mono ``(samples,)`` waveforms at ``sample_rate`` -> texts: in one batch, or sorted by
+        duration and batched up to ``batch_seconds`` of padded audio, as files are."""
+        durations = {i: w.numel() / self.sample_rate for i, w in enumerate(waveforms)}
+        groups = (_batches(sorted(durations, key=durations.get), durations, batch_seconds) if batch_seconds
+                  else [list(durations)])
+        texts = {}
+        for group in groups:
+            for i, lp in zip(group, run_windows(self.runner, [waveforms[i] for i in group], self.tokenizer.blank)):
+                texts[i] = self.decode(Emission(None, lp, durations[i])).text
+        return [texts[i] for i in range(len(waveforms))]
+
+    # --- files -> log-probs ---------------------------------------------------------------------
+
+    def emissions(self, paths: Iterable[str | os.PathLike], batch_seconds: float = DEFAULT_BATCH_SECONDS,
+                  progress: Progress | None = None) -> Iterator[Emission | AudioError]:
+        """Yield, in input order, the Emission or the AudioError of each file."""
+        yield from _in_order(self._emissions(list(map(str, paths)), batch_seconds, progress))
+
+    def _emissions(self, paths: list[str], batch_seconds: float,
+                   progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
+        """(input index, result) as they are ready: short files batched by duration, then long ones."""
+        durations, samples = {}, {}
+        for i, p in enumerate(paths):
+            try:
+                info = audio_info(p)
+            except AudioError as err:
+                yield i, err
+                continue
+            durations[i] = info.duration
+            samples[i] = -(-info.frames * self.sample_rate // info.sample_rate)  # at our rate, as resampling rounds
+        short = sorted((i for i in durations if durations[i] <= self.windows.window), key=durations.get)
+        for group in _batches(short, durations, batch_seconds):
+            yield from self._short_batch(paths, group, durations, progress)
+        batch_windows = max(1, int(batch_seconds // self.windows.window))
+        space = self.tokenizer.encode(" ")[0]
+        for i in (i for i in durations if durations[i] > self.windows.window):
+            done = [0.0]  # seconds reported to progress: pauses are skipped, reported at the end
+
+            def on_window(w: Window) -> None:
+                done[0] += (w.keep_end - w.keep_start) / self.frame_rate
+                progress((w.keep_end - w.keep_start) / self.frame_rate)
+
+            try:
+                log_probs = stream_log_probs(
+                    paths[i], self.runner, self.sample_rate, samples[i], self.windows, batch_windows,
+                    self.tokenizer.blank, on_window=on_window if progress else None, boundary=space)
+                if progress:
+                    progress(max(0.0, durations[i] - done[0]))
+                yield i, Emission(paths[i], log_probs, durations[i])
+            except AudioError as err:
+                yield i, err
+
+    def _short_batch(self, paths: list[str], group: list[int], durations: dict[int, float],
+                     progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
+        waves = {}
+        for i in group:
+            try:
+                waves[i] = load_audio(paths[i], self.sample_rate)
+            except AudioError as err:
+                yield i, err
+        if waves:
+            for i, log_probs in zip(waves, run_windows(self.runner, list(waves.values()), self.tokenizer.blank)):
+                yield i, Emission(paths[i], log_probs, durations[i])
+        if progress:
+            progress(sum(durations[i] for i in group))
+
+    # --- log-probs -> text ----------------------------------------------------------------------
+
+    def decode(self, emission: Emission, words: bool = False, decoder: Decoder | None = None) -> Transcript:
+        """Decode one emission (in segments of at most ``windows.segment`` seconds, cut at pauses)
+        with the recognizer's decoder or ``decoder``; a pause of ``options.word_pause`` ends a word;
+        with ``words``, align the text to get each word's times and confidence.
+
+        Greedy decoding runs here on the CPU copy of the log-probs (a few kilobytes per second of
+        audio); the GreedyDecoder itself runs batched on any device (validation uses it on the GPU).
+        """
+        decoder = decoder or self.decoder
+        log_probs = emission.log_probs
+        max_frames = max(1, round(self.windows.segment * self.frame_rate))
+        space = self.tokenizer.encode(" ")[0]
+        pause = round(self.options.word_pause * self.frame_rate)
+        texts, timed = [], []
+        for start, end in segment_bounds(log_probs, max_frames, self.tokenizer.blank, space):
+            piece = log_probs[start:end]
+            hyp = decoder(piece[None], torch.tensor([end - start]))[0]
+            text = hypothesis_text(split_at_pauses(hyp, space, pause), self.tokenizer)
+            if text:
+                texts.append(text)
+                if words:
+                    timed += align_words(piece, text, self.tokenizer, self.frame_rate, start / self.frame_rate)
+        # The last frame's span may reach past the end of the audio by less than a frame.
+        timed = [replace(w, end=min(w.end, emission.duration)) if w.end > emission.duration else w for w in timed]
+        return Transcript(emission.path, " ".join(texts), emission.duration, timed)
+
+    def transcribe_files(self, paths: Iterable[str | os.PathLike], batch_seconds: float = DEFAULT_BATCH_SECONDS,
+                         words: bool = False, progress: Progress | None = None) -> Iterator[Transcript | AudioError]:
+        """Yield, in input order, a Transcript or the AudioError of each file (decoded as soon as
+        its log-probs are ready, so only transcripts wait for their turn)."""
+        paths = list(map(str, paths))
+
+        def decoded() -> Iterator[tuple[int, Transcript | AudioError]]:
+            for i, result in self._emissions(paths, batch_seconds, progress):
+                yield i, result if isinstance(result, AudioError) else self.decode(result, words)
+
+        yield from _in_order(decoded())
+
+    def transcribe(self, audio: str | os.PathLike | Sequence[str | os.PathLike],
+                   batch_seconds: float = DEFAULT_BATCH_SECONDS, words: bool = False) -> Transcript | list[Transcript]:
+        """One path -> one Transcript; a list of paths -> a list. Raises AudioError on an unreadable file."""
+        single = isinstance(audio, (str, os.PathLike))
+        out = []
+        for result in self.transcribe_files([audio] if single else audio, batch_seconds, words):
+            if isinstance(result, AudioError):
+                raise result
+            out.append(result)
+        return out[0] if single else out
+
+
+def _in_order(results: Iterable[tuple[int, object]]) -> Iterator:
+    """(index, item) pairs in any order -> the items in index order, each as soon as its turn comes."""
+    waiting, next_out = {}, 0
+    for i, item in results:
+        waiting[i] = item
+        while next_out in waiting:
+            yield waiting.pop(next_out)
+            next_out += 1
+    for i in sorted(waiting):
+        yield waiting[i]
+
+
+def _batches(order: list[int], durations: dict[int, float], budget: float) -> Iterator[list[int]]:
+    """Consecutive groups of ``order`` whose longest duration x count stays within ``budget``."""
+    group: list[int] = []
+    for i in order:
+        if group and durations[i] * (len(group) + 1) > budget:
+            yield group
+            group = []
+        group.append(i)
+    if group:
+        yield group
+
+
+def load(path: str | os.PathLike, device: str | torch.device | None = "auto",
+         options: DecodeOptions | None = None, backend: str | None = None, threads: int | None = None) -> Recognizer:
+    """Load a training checkpoint, or a TorchScript (.ts) or ONNX (.onnx) export of one, float32 or
+    int8, for transcription (with its tuned decoding options, if any). ``backend``: "torch" or
+    "onnxruntime" (default: the file's own); ``threads``: CPU threads for the model."""
+    return Recognizer.load(path, device, options, backend=backend, threads=threads)
+
+
+def expand_paths(inputs: Iterable[str | os.PathLike], extensions: Sequence[str]) -> list[Path]:
+    """Files as given; folders searched recursively for files with one of ``extensions``."""
+    out: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            out.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in extensions and p.is_file()))
+        else:
+            out.append(item)
+    return out
