@@ -14,10 +14,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def print_results(results: dict[str, float]) -> None:
-    """Print the test WER/CER of each test set (in percent) and the best validation WER."""
-    sets = sorted({k.split("/")[1] for k in results if k.startswith("test/")})
-    if sets:
-        rows = [[s, 100 * results[f"test/{s}/wer"], 100 * results[f"test/{s}/cer"]] for s in sets]
-        print(format_table(["test set", "WER %", "CER %"], rows))
+    """Print the test WER/CER of each test set (in percent) for the best checkpoint (``test/``) and the
+    final weights (``test_final/``), and the best validation WER."""
+    weights = {"test": "best by validation WER", "test_final": "final"}
+    rows = []
+    for prefix, label in weights.items():
+        sets = sorted({k.split("/")[1] for k in results if k.startswith(f"{prefix}/") and k.endswith("/wer")})
+        rows += [[s, label, 100 * results[f"{prefix}/{s}/wer"], 100 * results[f"{prefix}/{s}/cer"]] for s in sets]
+    if rows:
+        print(format_table(["test set", "weights", "WER %", "CER %"], rows))
     if "val/wer_best" in results:
         print(f"best validation WER: {100 * results['val/wer_best']:.2f}%")

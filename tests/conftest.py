@@ -55,6 +55,21 @@ def chirp_manifests(tmp_path_factory) -> dict[str, Path]:
             for split, n, seed in (("train", 12, 0), ("dev", 4, 1), ("test", 4, 2))}
 
 
+def train_as_the_script_does(cfg: DictConfig, run_dir: Path | str) -> None:
+    """``train(cfg, run_dir)`` with scripts/train.py's exit: a preemption prints its line on stderr and
+    exits with status 75 (for the helper scripts the tests start as processes)."""
+    import sys
+
+    from asr.training.preemption import PREEMPTED_EXIT, Preempted
+    from asr.training.train import train
+
+    try:
+        train(cfg, run_dir)
+    except Preempted as stop:
+        print(f"train.py: {stop}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT)
+
+
 def manifest_overrides(manifests: dict[str, Path]) -> list[str]:
     return ["data=manifest", "data.num_workers=0", "data.pin_memory=false",
             *(f"data.corpus.splits.{k}={v}" for k, v in manifests.items())]

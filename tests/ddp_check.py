@@ -1,6 +1,6 @@
 """DDP training of the tiny model on 2 CPU processes (gloo), for tests/test_ddp.py.
 
-    python tests/ddp_check.py RUN_DIR TRAIN DEV TEST [--max-epochs N] [--wait-at STEP]
+    python tests/ddp_check.py RUN_DIR TRAIN DEV TEST [--max-epochs N] [--wait-at STEP] [--devices N] [--probe DIR]
 
 Lightning's ``ddp`` strategy starts rank 1 by running this command line again, which is why this
 is a script and not a test function. Each rank writes RUN_DIR/probe/rank<r>.json: the dataset
@@ -25,9 +25,8 @@ from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.training.callbacks import Preemption  # noqa: E402
-from asr.training.train import train  # noqa: E402
-from tests.conftest import TINY_MODEL, compose_config, manifest_overrides  # noqa: E402
+from asr.training.preemption import Preemption  # noqa: E402
+from tests.conftest import TINY_MODEL, compose_config, manifest_overrides, train_as_the_script_does  # noqa: E402
 
 SIGNAL_WAIT_S = 30.0
 
@@ -39,6 +38,8 @@ class Probe(L.Callback):
         self.record: dict = {"train_indices": {}, "first_step": None}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # Recorded as the batch starts: a step that starts is trained (a preemption stops at its end).
+        self.record["train_indices"].setdefault(str(trainer.current_epoch), []).append(list(batch.indices))
         if self.record["first_step"] is None:
             self.record["first_step"] = trainer.global_step
         if trainer.global_step == self.wait_at and trainer.global_rank == 0:
@@ -49,8 +50,6 @@ class Probe(L.Callback):
             while not preemption.requested and time.monotonic() < deadline:
                 time.sleep(0.01)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.record["train_indices"].setdefault(str(trainer.current_epoch), []).append(list(batch.indices))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self.record["val_counts"] = {name: [int(getattr(pl_module, name).errors), int(getattr(pl_module, name).total)]
@@ -66,6 +65,9 @@ class Probe(L.Callback):
         torch.save({k: v.detach().clone() for k, v in pl_module.state_dict().items()},
                    self.out / f"rank{trainer.global_rank}.pt")
 
+    def on_exception(self, trainer, pl_module, exception) -> None:  # a preemption: what was trained so far
+        self._write(trainer)
+
     def _write(self, trainer) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.record))
@@ -77,16 +79,18 @@ def main() -> None:
         parser.add_argument(name)
     parser.add_argument("--max-epochs", type=int, default=1)
     parser.add_argument("--wait-at", type=int)
+    parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--probe", help="where the probe writes (default RUN_DIR/probe)")
     args = parser.parse_args()
     cfg = compose_config(*manifest_overrides({"train": args.train, "dev": args.dev, "test": args.test}), *TINY_MODEL,
-                         "logger=none", "test=false", "strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                         "logger=none", "test=false", "strategy=ddp", "trainer.accelerator=cpu", f"trainer.devices={args.devices}",
                          f"trainer.max_epochs={args.max_epochs}", "trainer.enable_progress_bar=false",
                          "trainer.enable_model_summary=false", "trainer.deterministic=true", "data.batch_seconds=2.5",
                          "data.num_buckets=2", "callbacks.preemption.sync_every_n_steps=1")
     with open_dict(cfg):
-        cfg.callbacks.probe = {"_target_": "__main__.Probe", "out": str(Path(args.run_dir) / "probe"),
+        cfg.callbacks.probe = {"_target_": "__main__.Probe", "out": args.probe or str(Path(args.run_dir) / "probe"),
                                "wait_at": args.wait_at}
-    train(cfg, args.run_dir)
+    train_as_the_script_does(cfg, args.run_dir)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.training.callbacks import Preemption  # noqa: E402
-from asr.training.train import train  # noqa: E402
-from tests.conftest import TINY_MODEL, compose_config, manifest_overrides  # noqa: E402
+from asr.training.preemption import Preemption  # noqa: E402
+from tests.conftest import TINY_MODEL, compose_config, manifest_overrides, train_as_the_script_does  # noqa: E402
 
 SIGNAL_WAIT_S = 30.0  # how long a run waits at --wait-at for the test to send its signal
 
@@ -74,7 +73,7 @@ def main() -> None:
         if args.requeue_file:
             cfg.callbacks.preemption.requeue_command = [
                 sys.executable, "-c", f"open({args.requeue_file!r}, 'w').write('{{job_id}}')"]
-    train(cfg, args.run_dir)
+    train_as_the_script_does(cfg, args.run_dir)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ trains the tiny model for MAX_STEPS steps (5 per epoch, a checkpoint and last.ck
 each), writes ``RUN_DIR/probe/first_step`` (the step it started from), and with ``--slow`` stalls
 each checkpoint write whose file name matches after its first block once ``STEP`` steps are done
 (the temporary file then exists, part written). ``--signal-at`` sends itself SIGUSR1 at that step:
-``asr.training.callbacks.Preemption`` writes ``hpc_ckpt_1.ckpt``.
+``asr.training.preemption.Preemption`` writes ``hpc_ckpt_1.ckpt``.
 """
 
 from __future__ import annotations
@@ -105,8 +105,7 @@ def _main() -> None:
 
     from omegaconf import open_dict
 
-    from asr.training.train import train
-    from tests.conftest import TINY_MODEL, compose_config, manifest_overrides
+    from tests.conftest import TINY_MODEL, compose_config, manifest_overrides, train_as_the_script_does
 
     parser = argparse.ArgumentParser()
     for name in ("run_dir", "train", "dev", "test"):
@@ -128,7 +127,7 @@ def _main() -> None:
                          f"resume={args.resume or 'null'}")
     with open_dict(cfg):
         cfg.callbacks.probe = {"_target_": "__main__.Probe", "out": str(probe), "signal_at": args.signal_at}
-    train(cfg, args.run_dir)
+    train_as_the_script_does(cfg, args.run_dir)
 
 
 # --- the tests ------------------------------------------------------------------------------------
@@ -185,10 +184,11 @@ def test_kill_while_last_ckpt_is_written_then_resume_auto_continues_from_the_new
     [newest] = (runs / "a" / "checkpoints").glob("epoch001-step000010-*.ckpt")  # top-k, written just before
     assert _step(newest) == 10
 
-    err = _finish(_start(runs / "b", chirp_manifests, "--resume", "auto"))
-    assert (runs / "b" / "probe" / "first_step").read_text() == "10"
+    err = _finish(_start(runs / "b", chirp_manifests, "--resume", "auto"))  # continues run a, in its folder
+    assert (runs / "b" / "probe" / "first_step").read_text() == "10"  # (the probe writes where it was told)
+    assert not list((runs / "b").rglob("*.ckpt")) and not (runs / "b" / "checkpoints").exists()
     assert "skipped" not in err
-    assert _step(runs / "b" / "checkpoints" / "last.ckpt") == MAX_STEPS
+    assert _step(runs / "a" / "checkpoints" / "last.ckpt") == MAX_STEPS
 
 
 def test_kill_while_the_preemption_checkpoint_is_written_then_the_run_folder_continues(chirp_manifests, tmp_path):
@@ -217,48 +217,50 @@ def _truncate(path: Path) -> None:
 
 
 def test_a_truncated_newest_checkpoint_gives_way_to_the_next_newest_with_one_warning(tmp_path, caplog):
-    from asr.training.train import find_resume_checkpoint
+    from asr.training.runs import resume_checkpoint, run_folder
 
     older = _checkpoint(tmp_path / "a" / "checkpoints" / "epoch000-step000005-wer0.9000.ckpt", 5, 300)
     last = _checkpoint(tmp_path / "a" / "checkpoints" / "last.ckpt", 10, 200)
     newest = _checkpoint(tmp_path / "b" / "hpc_ckpt_1.ckpt", 12, 100)
-    assert find_resume_checkpoint("auto", tmp_path) == str(newest)
+    assert run_folder(tmp_path.parent, tmp_path.name, "auto", env={}) == tmp_path / "b"
+    assert resume_checkpoint("auto", tmp_path / "b") == str(newest)
     _truncate(newest)
-    with caplog.at_level(logging.WARNING, logger="asr.training.train"):
-        assert find_resume_checkpoint("auto", tmp_path) == str(last)
-    assert len(caplog.records) == 1 and "\n" not in caplog.messages[0]
-    assert caplog.messages[0].startswith(f"{newest}: not a readable PyTorch checkpoint (truncated")
+    with caplog.at_level(logging.WARNING, logger="asr.training.runs"):  # b has nothing whole left: a continues
+        assert run_folder(tmp_path.parent, tmp_path.name, "auto", env={}) == tmp_path / "a"
+    assert caplog.messages and all(m.startswith(f"{newest}: not a readable PyTorch checkpoint (truncated")
+                                   and "\n" not in m for m in caplog.messages)
 
     caplog.clear()
     _truncate(last)  # the run folder continues itself: its last.ckpt is cut short, its top-k file is whole
-    with caplog.at_level(logging.WARNING, logger="asr.training.train"):
-        assert find_resume_checkpoint(None, tmp_path, tmp_path / "a") == str(older)
+    with caplog.at_level(logging.WARNING, logger="asr.training.runs"):
+        assert resume_checkpoint(None, tmp_path / "a") == str(older)
     assert [m.split(":")[0] for m in caplog.messages] == [str(last)]
 
 
 def test_links_are_not_candidates_and_foreign_files_are_skipped(tmp_path, caplog):
-    from asr.training.train import find_resume_checkpoint
+    from asr.training.runs import resume_checkpoint
 
     top = _checkpoint(tmp_path / "a" / "checkpoints" / "epoch000-step000005-wer0.9000.ckpt", 5, 300)
     (tmp_path / "a" / "checkpoints" / "best.ckpt").symlink_to(top.name)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "a" / "checkpoints" / "last.ckpt")  # not Lightning's
-    with caplog.at_level(logging.WARNING, logger="asr.training.train"):
-        assert find_resume_checkpoint(None, tmp_path, tmp_path / "a") == str(top)
+    with caplog.at_level(logging.WARNING, logger="asr.training.runs"):
+        assert resume_checkpoint(None, tmp_path / "a") == str(top)
     assert len(caplog.messages) == 1 and "last.ckpt: not a training checkpoint" in caplog.messages[0]
 
 
 def test_an_explicit_resume_path_that_is_truncated_or_foreign_is_one_line(tmp_path):
-    from asr.training.train import USER_ERRORS, find_resume_checkpoint
+    from asr.training.runs import resume_checkpoint
+    from asr.training.train import USER_ERRORS
 
     path = _checkpoint(tmp_path / "cut.ckpt", 5, 0)
-    assert find_resume_checkpoint(str(path), tmp_path) == str(path)
+    assert resume_checkpoint(str(path), tmp_path / "run") == str(path)
     _truncate(path)
     with pytest.raises(CheckpointError, match=r"cut\.ckpt: not a readable PyTorch checkpoint \(truncated") as err:
-        find_resume_checkpoint(str(path), tmp_path)
+        resume_checkpoint(str(path), tmp_path / "run")
     assert isinstance(err.value, USER_ERRORS) and "\n" not in str(err.value)
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="notes.ckpt: not a readable PyTorch checkpoint"):
-        find_resume_checkpoint(str(tmp_path / "notes.ckpt"), tmp_path)
+        resume_checkpoint(str(tmp_path / "notes.ckpt"), tmp_path / "run")
 
 
 def test_the_trainer_writes_through_a_temporary_file_and_cleans_up_killed_writes(tmp_path):

@@ -16,6 +16,7 @@ import torch
 from asr.data.manifest import read_manifest
 from asr.model.checkpoint import load_checkpoint
 from asr.training.module import ASRModule
+from asr.training.preemption import PREEMPTED_EXIT
 from asr.training.train import build_datamodule
 from tests.conftest import ROOT, TINY_MODEL, compose_config, manifest_overrides
 from tests.ddp_check import Probe
@@ -32,9 +33,9 @@ def _start(run_dir, manifests, *extra):
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _finish(proc):
+def _finish(proc, status=0):
     _, err = proc.communicate(timeout=DDP_TIMEOUT_S)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == status, err[-3000:]
     return err
 
 
@@ -54,7 +55,7 @@ def ddp_runs(chirp_manifests, tmp_path_factory):
         assert preempted.poll() is None and time.monotonic() < deadline, "the run never reached the signal step"
         time.sleep(0.05)
     os.kill(int(ready.read_text()), signal.SIGUSR1)  # rank 0 only: the ranks must agree by themselves
-    log = _finish(preempted)
+    log = _finish(preempted, status=PREEMPTED_EXIT)  # 75: a checkpoint, start me again
     _finish(plain)
     return root, log
 

@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from asr.training.preemption import PREEMPTED_EXIT
 from tests.conftest import ROOT
 
 # A one-task SLURM job as srun would describe it: Lightning then runs with SLURMEnvironment(auto_requeue=True).
@@ -28,9 +29,9 @@ def _start(run_dir, manifests, *extra, env=None):
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _finish(proc):
+def _finish(proc, status=0):
     _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == status, err[-3000:]
     return err
 
 
@@ -44,7 +45,7 @@ def test_sigusr1_checkpoints_requeues_and_resumes_to_identical_weights(chirp_man
         assert preempted.poll() is None and time.monotonic() < deadline, "the run never reached the signal step"
         time.sleep(0.05)
     preempted.send_signal(signal.SIGUSR1)
-    log = _finish(preempted)
+    log = _finish(preempted, status=PREEMPTED_EXIT)  # 75: a checkpoint, start me again
     assert "SLURM auto-requeueing enabled" in log  # Lightning's SLURMEnvironment is active ...
     assert "Handling auto-requeue signal" not in log and f"preempted at step {WAIT_AT + 1}" in log  # ... ours acts
     checkpoints = list(run_dir.glob("hpc_ckpt_*.ckpt"))
@@ -85,22 +86,3 @@ def test_wandb_logger_continues_the_run_stored_in_its_folder(tmp_path, monkeypat
     (tmp_path / "wandb" / "offline-run-20260101_120000-abc123xy").mkdir(parents=True)
     init = wandb_logger(str(tmp_path))._wandb_init
     assert init["id"] == "abc123xy" and init["resume"] == "allow"
-
-
-def test_resume_finds_the_newest_checkpoint_of_the_run_or_of_the_recipe(tmp_path):
-    from asr.training.train import find_resume_checkpoint
-
-    def touch(path, age_s):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": {}, "optimizer_states": [], "loops": {}}, path)  # resuming checks that it loads
-        os.utime(path, (time.time() - age_s, time.time() - age_s))
-        return str(path)
-
-    old_last = touch(tmp_path / "a" / "checkpoints" / "last.ckpt", 300)
-    preempted = touch(tmp_path / "b" / "hpc_ckpt_2.ckpt", 100)
-    newer_last = touch(tmp_path / "b" / "checkpoints" / "last.ckpt", 50)  # written after it had resumed
-    assert find_resume_checkpoint("auto", tmp_path) == newer_last
-    assert find_resume_checkpoint(None, tmp_path, tmp_path / "a") == old_last  # a run folder continues itself
-    assert find_resume_checkpoint(None, tmp_path, tmp_path / "new") is None  # a new folder starts afresh
-    os.utime(preempted)
-    assert find_resume_checkpoint(None, tmp_path, tmp_path / "b") == preempted

@@ -9,6 +9,10 @@ The config groups are ``asr/conf`` (shipped with the package, so the ``asr-train
 works from anywhere). A bad option or value is one line on stderr and exit status 2, before
 anything is built (:func:`asr.training.config.check_command_line`); Hydra's own flags (``--cfg job``,
 ``--help``, ``-m``) go to Hydra.
+
+Exit status: 0 trained (and tested); 2 bad options or data (one line); 75 preempted: a checkpoint
+was written, start the same command again (a requeued SLURM job does, by itself) and the run
+continues in its folder; anything else (1) is a failure.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from omegaconf import DictConfig
 
 from asr.report import print_results
 from asr.training.config import CONF_DIR, check_command_line
+from asr.training.preemption import PREEMPTED_EXIT, Preempted
 from asr.training.train import USER_ERRORS, train
 
 PROGRAM = "train.py"
@@ -36,6 +41,9 @@ def _run(cfg: DictConfig) -> None:
     except USER_ERRORS as err:  # bad data or options: one line, no traceback
         print(f"{PROGRAM}: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as stop:  # a checkpoint is written: the status tells a requeue loop to start again
+        print(f"{PROGRAM}: {stop}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ utterance times the batch size: what the GPU really holds) from length buckets, 
 little padding and a constant amount of audio. Under DDP every rank draws the same global batch
 list from the shared seed and takes every ``num_replicas``-th batch; the list is first split until
 its length is a multiple of ``num_replicas``, so every utterance is seen exactly once per epoch
-and all ranks run the same number of steps (no DDP hang on the last batch).
+and all ranks run the same number of steps (no DDP hang on the last batch). A checkpoint holds the
+sampler's position; resumed with another world size, the epoch finishes with the utterances not yet
+trained on (``load_state_dict``).
 
 ``collate`` pads a list of examples into a :class:`Batch`, dropping (and listing) unreadable ones.
 """
@@ -116,6 +118,8 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.max_batch_size = max_batch_size or len(self.durations) or 1
         self.epoch = 0
         self.skip = 0  # batches of this epoch to skip on this rank (mid-epoch resume)
+        self.resumed_at = 0  # batches of this epoch this rank trained on before a resume (what Lightning counts)
+        self._done: tuple[int, frozenset[int]] = (-1, frozenset())  # (epoch, items trained on by another world size)
         self._cache: tuple[int, list[list[int]]] | None = None
 
     # Lightning calls `dataloader.batch_sampler.sampler.set_epoch(epoch)` at the start of every epoch.
@@ -125,7 +129,7 @@ class DurationBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
-            self.skip = 0
+            self.skip = self.resumed_at = 0
         self.epoch = epoch
 
     def global_batches(self) -> list[list[int]]:
@@ -136,7 +140,8 @@ class DurationBatchSampler(Sampler[list[int]]):
 
     def _make_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
-        order = sorted(range(len(self.durations)), key=lambda i: self.durations[i])
+        done = self._done[1] if self._done[0] == self.epoch else frozenset()
+        order = sorted((i for i in range(len(self.durations)) if i not in done), key=lambda i: self.durations[i])
         size = math.ceil(len(order) / self.num_buckets)
         batches = []
         for start in range(0, len(order), size):
@@ -173,11 +178,23 @@ class DurationBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.global_batches()) // self.num_replicas - self.skip
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "skip": self.skip}
+    def state_dict(self) -> dict[str, float]:
+        return {"epoch": self.epoch, "skip": self.resumed_at + self.skip, "num_replicas": self.num_replicas,
+                "batch_seconds": self.batch_seconds}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.skip = state["epoch"], state["skip"]
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Continue the epoch of ``state`` where it stopped. Saved with another world size or batch
+        budget (a run resumed on another number of GPUs), the epoch goes on with the utterances the
+        earlier run had not trained on, batched for this one: every utterance once per epoch."""
+        self.epoch, trained = int(state["epoch"]), int(state["skip"])
+        world, budget = int(state.get("num_replicas", self.num_replicas)), float(state.get("batch_seconds", self.batch_seconds))
+        self.resumed_at, self.skip, self._cache = 0, trained, None
+        if trained and (world, budget) != (self.num_replicas, self.batch_seconds):
+            before = DurationBatchSampler(self.durations, budget, self.num_buckets, self.shuffle, self.seed, world, 0,
+                                          self.sortagrad_epochs, self.max_batch_size)
+            before.epoch = self.epoch
+            self._done = (self.epoch, frozenset(i for b in before.global_batches()[: trained * world] for i in b))
+            self.resumed_at, self.skip = trained, 0
 
 
 def _balance(batches: list[list[int]], num_replicas: int) -> list[list[int]]:

@@ -11,12 +11,15 @@ training loop has *consumed* (Lightning's batch progress, not what the DataLoade
 prefetched); the restored sampler skips those, while the loader still reports the whole epoch's
 length, which is what Lightning's restored batch counters expect. DataLoaders draw their worker
 seeds from their own generators, never from the global RNG, so checkpointed RNG states
-(``asr.training.callbacks.RandomState``) continue exactly.
+(``asr.training.callbacks.RandomState``) continue exactly. Workers ignore the preemption signals
+(SIGTERM, SIGUSR1, SIGUSR2): a scheduler that signals the whole process group leaves them running
+while the training process writes its checkpoint (``asr.training.preemption``).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any, Iterator, Sequence
 
 import lightning as L
@@ -32,6 +35,13 @@ from asr.text import CharTokenizer
 log = logging.getLogger(__name__)
 
 _SEED_STRIDE = 1_000_003  # DataLoader generator seed = seed * stride + (epoch + 1 for training, 0 for evaluation)
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")  # left to the training process
+
+
+def _worker_init(worker_id: int) -> None:
+    """In each DataLoader worker: ignore the signals the training process acts on."""
+    for name in PREEMPTION_SIGNALS:
+        signal.signal(signal.Signals[name], signal.SIG_IGN)
 
 
 def check_data_options(batch_seconds: float = 1.0, eval_batch_seconds: float | None = None, num_buckets: int = 1,
@@ -79,7 +89,7 @@ class ASRDataModule(L.LightningDataModule):
         speeds: Sequence[float] = (1.0,),  # speed perturbation factors, one drawn per utterance and epoch
         sortagrad_epochs: int = 0,  # epochs that go from short to long utterances before shuffling
         seed: int = 0,
-        pin_memory: bool = True,
+        pin_memory: bool | None = None,  # page-locked batches for fast GPU copies; None: when training on CUDA
         output_frame_rate: float | None = None,
     ) -> None:
         check_data_options(batch_seconds=batch_seconds, eval_batch_seconds=eval_batch_seconds, num_buckets=num_buckets,
@@ -146,8 +156,12 @@ class ASRDataModule(L.LightningDataModule):
     def _loader(self, dataset: AudioDataset, sampler: Sampler, seed: int = 0) -> DataLoader:
         # Worker seeds come from this generator, not the global RNG (see the module docstring).
         generator = torch.Generator().manual_seed(self.seed * _SEED_STRIDE + seed)
+        pin = self.pin_memory
+        if pin is None:
+            device = self.trainer.strategy.root_device if self.trainer is not None else None
+            pin = device is not None and device.type == "cuda"
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collate(self.sample_rate),
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          num_workers=self.num_workers, pin_memory=pin, worker_init_fn=_worker_init,
                           persistent_workers=self.num_workers > 0, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
@@ -212,4 +226,4 @@ class _ResumableBatches(Sampler[list[int]]):
         return iter(self.batches)
 
     def __len__(self) -> int:
-        return len(self.batches) + self.batches.skip
+        return len(self.batches) + self.batches.skip + self.batches.resumed_at

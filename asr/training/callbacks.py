@@ -1,17 +1,15 @@
-"""Training callbacks: throughput (audio seconds and utterances per second), preemption
-(signal -> checkpoint -> requeue), random states in checkpoints, sample transcripts and the test table."""
+"""Training callbacks: throughput (audio seconds and utterances per second), the final step validated,
+progress as log lines, random states in checkpoints, sample transcripts and the test table.
+Preemption (signal -> checkpoint -> requeue) is :mod:`asr.training.preemption`."""
 
 from __future__ import annotations
 
+import datetime
 import logging
-import os
 import random
-import signal
-import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 from asr.data.batching import Batch
 from asr.files import atomic_write
 from asr.report import format_table
+from asr.training.preemption import Preempted, Preemption  # noqa: F401 - configs of asr 0.1 name them here
 
 log = logging.getLogger(__name__)
 
@@ -76,103 +75,66 @@ class Throughput(L.Callback):
             pl_module.log("time/elapsed_min", (time.perf_counter() - self._fit_start) / 60)
 
 
-class Preempted(Exception):
-    """Raised out of ``trainer.fit`` once a preemption checkpoint is written: the run stops here and
-    continues from ``checkpoint`` when it is started again in the same run folder."""
-
-    def __init__(self, checkpoint: str, step: int, requeued: bool) -> None:
-        self.checkpoint, self.step, self.requeued = checkpoint, step, requeued
-        then = "the job was requeued" if requeued else "run the same command (same run folder) or resume=auto"
-        super().__init__(f"preempted at step {step}: checkpoint {checkpoint} written; {then} to continue")
-
-
-class Preemption(L.Callback):
-    """A signal (SLURM's ``--signal=SIGUSR1@90``, submitit's SIGUSR2) -> a checkpoint at the end of
-    the current training step -> ``scontrol requeue`` -> :class:`Preempted`.
-
-    The handler only sets a flag. At the end of the next step, where weights, optimizer, scheduler,
-    loop counters and sampler position agree, the ranks agree (one all-reduce every
-    ``sync_every_n_steps`` steps under DDP), all of them save ``<run folder>/hpc_ckpt_<n>.ckpt``
-    (Lightning's name; older ones are removed), the global-zero rank runs ``requeue_command`` when
-    in a SLURM job, and fit stops. ``asr.training.train`` resumes from it when the run folder is used again.
-
-    Lightning's own handler (``SLURMEnvironment(auto_requeue=True)``) saves from inside the signal
-    handler, at an arbitrary point of a step and, under DDP, with collectives that may interleave
-    with the step's own; Lightning installs it only where no handler exists, so this callback's,
-    installed at setup, takes its place. Lightning's SIGTERM handling (ignore it while the job is
-    requeued) stays.
-
-    Args:
-        signals: signal names to act on.
-        requeue_command: run (as a list, ``{job_id}`` replaced) to requeue the SLURM job.
-        sync_every_n_steps: under DDP, steps between the all-reduces that agree on stopping.
-    """
-
-    def __init__(self, signals: Sequence[str] = ("SIGUSR1", "SIGUSR2"),
-                 requeue_command: Sequence[str] = ("scontrol", "requeue", "{job_id}"),
-                 sync_every_n_steps: int = 10) -> None:
-        self.signals = [signal.Signals[name] for name in signals]
-        self.requeue_command = list(requeue_command)
-        self.sync_every_n_steps = max(1, sync_every_n_steps)
-        self.requested = False
-        self._previous: dict[signal.Signals, Any] = {}
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        log.warning("received %s: checkpointing at the end of this step", signal.Signals(signum).name)
-        self.requested = True
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit" and threading.current_thread() is threading.main_thread():
-            self.requested = False
-            for sig in self.signals:
-                self._previous[sig] = signal.signal(sig, self._on_signal)
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._previous = {}
+class FinalStep(L.Callback):
+    """The last step of training is validated, and so checkpointed (``last.ckpt`` and the top-k),
+    whatever ``trainer.val_check_interval``: at the last batch of ``max_epochs`` or the step that
+    reaches ``max_steps`` (``max_time`` stops through Lightning's Timer, which does the same) this
+    asks Lightning to stop, and Lightning validates before it stops. Without it, a run validating
+    every 1,000 steps loses up to 999 final steps: never checkpointed, validated or tested."""
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        stop = self.requested
-        if trainer.world_size > 1:  # every rank must stop at the same step
-            if trainer.global_step % self.sync_every_n_steps:
-                return
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if not stop:
+        if not trainer.should_stop and last_batch(trainer):
+            trainer.should_stop = True
+
+
+def last_batch(trainer: L.Trainer) -> bool:
+    """True after the last training batch of the run (by ``max_steps`` or ``max_epochs``)."""
+    if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+        return True
+    epochs = trainer.max_epochs
+    return (epochs is not None and epochs > 0 and trainer.current_epoch >= epochs - 1
+            and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
+class ProgressLog(L.Callback):
+    """With the progress bar off (stderr not a terminal: a SLURM ``.out`` file), one log line every
+    ``every_seconds``: step, epoch, loss, learning rate, audio seconds per second, time left; and one
+    per validation with its WER and CER. Rank 0 only."""
+
+    def __init__(self, every_seconds: float = 60.0) -> None:
+        self.every_seconds = every_seconds
+        self._start: float | None = None
+        self._first_step = 0
+        self._last = 0.0
+
+    def _active(self, trainer: L.Trainer) -> bool:
+        return trainer.is_global_zero and trainer.progress_bar_callback is None and not trainer.sanity_checking
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = self._last = time.monotonic()
+        self._first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        now = time.monotonic()
+        if not self._active(trainer) or self._start is None or now - self._last < self.every_seconds:
             return
-        run_dir = Path(trainer.default_root_dir)
-        old = sorted(run_dir.glob(f"{HPC_PREFIX}*.ckpt"))
-        path = run_dir / f"{HPC_PREFIX}{1 + max((_hpc_number(p) for p in old), default=0)}.ckpt"
-        for logger in trainer.loggers:
-            logger.save()
-        trainer.save_checkpoint(path)
-        requeued = False
-        if trainer.is_global_zero:
-            for stale in old:
-                stale.unlink(missing_ok=True)
-            requeued = self._requeue()
-        raise Preempted(str(path), trainer.global_step, requeued)
+        self._last = now
+        step, total = trainer.global_step, int(trainer.estimated_stepping_batches)
+        done = max(1, step - self._first_step)
+        left = datetime.timedelta(seconds=round((now - self._start) / done * max(0, total - step)))
+        metrics = trainer.callback_metrics
+        loss = f"loss {float(metrics['train/loss']):.3f}, " if "train/loss" in metrics else ""
+        speed = f"{float(metrics['train/audio_per_sec']):.0f} audio s/s, " if "train/audio_per_sec" in metrics else ""
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        log.info("step %d/%d (epoch %d): %slr %.2e, %s%s left", step, total, trainer.current_epoch, loss, lr, speed, left)
 
-    def _requeue(self) -> bool:
-        array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-        job_id = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
-        if not job_id:
-            log.warning("not in a SLURM job: nothing to requeue")
-            return False
-        command = [part.format(job_id=job_id) for part in self.requeue_command]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode:
-            log.warning("%s failed (%d): %s", " ".join(command), result.returncode, result.stderr.strip())
-        return result.returncode == 0
-
-
-HPC_PREFIX = "hpc_ckpt_"  # Lightning's name for checkpoints written before a requeue
-
-
-def _hpc_number(path: Path) -> int:
-    suffix = path.stem[len(HPC_PREFIX):]
-    return int(suffix) if suffix.isdigit() else 0
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if self._active(trainer) and "val/wer" in metrics:
+            cer = f", CER {100 * float(metrics['val/cer']):.2f} %" if "val/cer" in metrics else ""
+            log.info("validation at step %d: WER %.2f %%%s", trainer.global_step, 100 * float(metrics["val/wer"]), cer)
 
 
 class RandomState(L.Callback):
@@ -260,16 +222,17 @@ class TranscriptSamples(L.Callback):
 
 
 class TestResultsTable(L.Callback):
-    """After testing: WER and CER (%) of every test set as one table, ``test/results`` (W&B table,
-    TensorBoard text); ``scripts/train.py`` prints the same table."""
+    """After testing: WER and CER (%) of every test set as one table, ``test/results`` for the best
+    checkpoint and ``test_final/results`` for the final weights (W&B table, TensorBoard text);
+    ``scripts/train.py`` prints the same numbers."""
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
+        metrics, prefix = trainer.callback_metrics, getattr(pl_module, "test_prefix", "test")
         names = getattr(pl_module, "test_names", [])
-        rows = [[n, 100 * float(metrics[f"test/{n}/wer"]), 100 * float(metrics[f"test/{n}/cer"])]
-                for n in names if f"test/{n}/wer" in metrics and f"test/{n}/cer" in metrics]
+        rows = [[n, 100 * float(metrics[f"{prefix}/{n}/wer"]), 100 * float(metrics[f"{prefix}/{n}/cer"])]
+                for n in names if f"{prefix}/{n}/wer" in metrics and f"{prefix}/{n}/cer" in metrics]
         if rows and trainer.is_global_zero:
-            log_table(trainer, "test/results", ["test set", "WER %", "CER %"], rows, trainer.global_step)
+            log_table(trainer, f"{prefix}/results", ["test set", "WER %", "CER %"], rows, trainer.global_step)
 
 
 def log_table(trainer: L.Trainer, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:

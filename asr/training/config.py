@@ -37,6 +37,7 @@ from asr.model.features import FeatureConfig, SpecAugmentConfig
 from asr.text import DEFAULT_ALPHABET, CharTokenizer, TextNormalizer
 from asr.training.checkpoints import check_resumable
 from asr.training.optim import OptimConfig
+from asr.training.schedule import ScheduleConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # asr/conf: Hydra's config groups, shipped with the package
 
@@ -74,12 +75,12 @@ class TrainConfig:
     """The whole run (asr/conf/train.yaml). Groups that are Lightning's or Hydra's own objects
     (trainer, logger, callbacks) stay ``_target_`` dicts, checked by :func:`validate`."""
 
-    name: str = MISSING  # runs go to ${paths.runs_dir}/${name}/<date>_<time>
+    name: str = MISSING  # runs go to ${paths.runs_dir}/${name}/<date>_<time> (asr.training.runs)
     seed: int = 1234  # model init, data order, augmentation
     train: bool = True  # run trainer.fit
-    test: bool = True  # then evaluate the best checkpoint on data.test_splits
-    # null: new run (a run folder that has checkpoints continues); auto: newest checkpoint of this
-    # recipe's runs; or a .ckpt path
+    test: bool = True  # then evaluate the best and the final weights on data.test_splits
+    # null: a new run (a requeued SLURM job continues its own); auto: continue the newest run of this
+    # name in its folder; or a .ckpt path (its run folder continues, or a new run starts from it)
     resume: Optional[str] = None
     # null, or a .ckpt whose model weights start this run (fine-tuning: a new run with its own
     # optimizer and schedule; asr.checkpoint.init_weights); resume= continues a run instead
@@ -91,6 +92,8 @@ class TrainConfig:
     specaugment: Optional[SpecAugmentConfig] = None
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    tf32: bool = True  # on CUDA: TF32 matmuls and convolutions for float32 work (Ampere and later)
     trainer: Any = field(default_factory=dict)
     logger: Any = field(default_factory=dict)
     callbacks: Any = field(default_factory=dict)
@@ -132,7 +135,7 @@ class TrainerChecks:
 
     max_epochs: Optional[int] = None
     max_steps: Optional[int] = None
-    precision: Optional[str] = None
+    precision: Optional[str] = None  # Lightning's, or "auto": chosen by the device (asr.training.train)
     num_nodes: Optional[int] = None
     gradient_clip_val: Optional[float] = None
     log_every_n_steps: Optional[int] = None
@@ -141,15 +144,18 @@ class TrainerChecks:
     accumulate_grad_batches: Optional[int] = None
     num_sanity_val_steps: Optional[int] = None
     max_time: Optional[str] = None
+    enable_progress_bar: Any = None  # true, false, or "auto": on when stderr is a terminal (asr.training.train)
 
     def __post_init__(self) -> None:
+        if self.enable_progress_bar not in (None, True, False, "auto"):
+            raise ValueError(f"enable_progress_bar={self.enable_progress_bar}: must be true, false or auto")
         for key in ("max_epochs", "max_steps"):
             if (value := getattr(self, key)) is not None and value < -1:
                 raise ValueError(f"{key}={value}: must be -1 (no limit) or a number >= 0")
         for key in ("num_nodes", "log_every_n_steps", "check_val_every_n_epoch", "accumulate_grad_batches"):
             if (value := getattr(self, key)) is not None and value < 1:
                 raise ValueError(f"{key}={value}: must be at least 1")
-        if self.precision is not None and self.precision not in (allowed := _precisions()):
+        if self.precision is not None and self.precision not in (allowed := ("auto", *_precisions())):
             raise ValueError(f"precision={self.precision}: must be one of {', '.join(allowed)}")
         if self.gradient_clip_val is not None and self.gradient_clip_val < 0:
             raise ValueError(f"gradient_clip_val={self.gradient_clip_val}: must be >= 0 (0 or null: no clipping)")
@@ -173,6 +179,7 @@ def validate(cfg: DictConfig) -> None:
     if missing:
         raise ConfigError(f"{missing[0]} is not set: add {missing[0]}=... to the command line")
     for key, schema in (("features", FeatureConfig), ("model", ModelConfig), ("optim", OptimConfig),
+                        ("schedule", ScheduleConfig),
                         ("text.normalizer", signature_schema(TextNormalizer, target=False))):
         typed(schema, OmegaConf.select(cfg, key), key)
     if cfg.get("specaugment") is not None:

@@ -57,8 +57,12 @@ def wandb_logger(save_dir: str, project: str = "asr", name: str | None = None, m
     if mode == "offline":
         log.warning("W&B is offline (no API key configured): after `wandb login`, upload this run with "
                     "`wandb sync %s/wandb/offline-run-*`", save_dir)
-    return WandbLogger(project=project, name=name, save_dir=save_dir, offline=mode == "offline",
-                       mode=mode, log_model=log_model, **kwargs)
+    logger = WandbLogger(project=project, name=name, save_dir=save_dir, offline=mode == "offline",
+                         mode=mode, log_model=log_model, **kwargs)
+    # Lightning passes anonymous=None, which W&B answers with a warning that it has no effect.
+    if getattr(logger, "_wandb_init", {}).get("anonymous", False) is None:
+        del logger._wandb_init["anonymous"]
+    return logger
 
 
 def previous_wandb_run(save_dir: str | os.PathLike) -> str | None:

@@ -10,6 +10,7 @@ architecture, the tokenizer and the resolved run config.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Sequence
 
 import lightning as L
@@ -24,6 +25,7 @@ from asr.model.acoustic import AcousticModel
 from asr.model.checkpoint import CHECKPOINT_KEY, checkpoint_metadata
 from asr.text import CharTokenizer
 from asr.training.optim import OptimConfig, build_optimizer, lr_factor
+from asr.training.schedule import Plan, describe
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class ASRModule(L.LightningModule):
         optim: optimizer and schedule settings.
         run_config: the resolved run configuration, stored in every checkpoint.
         test_names: names of the test sets, in the order of the test dataloaders.
+        plan: the schedule for this world size (asr.training.schedule), logged when training starts.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class ASRModule(L.LightningModule):
         optim: OptimConfig | None = None,
         run_config: dict[str, Any] | None = None,
         test_names: Sequence[str] = ("test",),
+        plan: Plan | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -62,6 +66,8 @@ class ASRModule(L.LightningModule):
         self.test_cer = nn.ModuleList(ErrorRate("char") for _ in self.test_names)
         self.skipped_files: list[tuple[str, str]] = []
         self.schedule: dict[str, int] | None = None  # the lr schedule's length, fixed once per run (see below)
+        self.plan = plan
+        self.test_prefix = "test"  # metric names test/<set>/wer; asr.training.train also tests as test_final
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(waveforms, lengths)
@@ -101,8 +107,8 @@ class ASRModule(L.LightningModule):
         wer, cer = self.test_wer[dataloader_idx], self.test_cer[dataloader_idx]
         wer.update(batch.texts, hyps)
         cer.update(batch.texts, hyps)
-        self.log(f"test/{name}/wer", wer, batch_size=batch.size, add_dataloader_idx=False)
-        self.log(f"test/{name}/cer", cer, batch_size=batch.size, add_dataloader_idx=False)
+        self.log(f"{self.test_prefix}/{name}/wer", wer, batch_size=batch.size, add_dataloader_idx=False)
+        self.log(f"{self.test_prefix}/{name}/cer", cer, batch_size=batch.size, add_dataloader_idx=False)
 
     def transcribe_batch(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         return [self.tokenizer.decode(h.tokens) for h in self.decoder(log_probs, lengths)]
@@ -139,11 +145,18 @@ class ASRModule(L.LightningModule):
     def _schedule_steps(self) -> int:
         """Optimizer steps of the whole run. Estimated from the epoch length when training starts and
         kept in checkpoints, so a resumed run follows the same curve (epochs may differ by a few
-        batches); estimated again only if the run's max_epochs or max_steps changed."""
-        limits = {"max_epochs": self.trainer.max_epochs or -1, "max_steps": self.trainer.max_steps}
+        batches); estimated again if the run's max_epochs or max_steps, its world size or its
+        accumulation changed (a run resumed on another number of GPUs)."""
+        limits = {"max_epochs": self.trainer.max_epochs or -1, "max_steps": self.trainer.max_steps,
+                  "world_size": self.trainer.world_size, "accumulate": self.trainer.accumulate_grad_batches}
         if self.schedule is None or {k: self.schedule.get(k) for k in limits} != limits:
             self.schedule = {**limits, "total": int(self.trainer.estimated_stepping_batches)}
         return self.schedule["total"]
+
+    def on_train_start(self) -> None:
+        if self.plan is not None and self.trainer.is_global_zero:
+            steps = math.ceil(self.trainer.num_training_batches / max(1, self.trainer.accumulate_grad_batches))
+            log.info("%s", describe(self.plan, steps, int(self.trainer.estimated_stepping_batches)))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = checkpoint_metadata(self.model, self.tokenizer, self.run_config)

@@ -1,12 +1,15 @@
-"""Training run: a composed Hydra config -> objects -> ``trainer.fit`` -> ``trainer.test``.
+"""Training run: a composed Hydra config -> objects -> ``trainer.fit`` -> ``trainer.test`` of the best and final weights.
 
 ``scripts/train.py`` is a thin Hydra entry point around :func:`train`; tests and notebooks call
 :func:`train` with a config from ``hydra.compose``. Every object is built here from its config
-group, one log line each, so a run's structure reads top to bottom.
+group, one log line each, so a run's structure reads top to bottom. The run folder and what it
+continues from are :mod:`asr.training.runs`'; the devices' defaults :mod:`asr.training.devices`';
+the schedule for this world size :mod:`asr.training.schedule`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
@@ -22,22 +26,39 @@ from asr.config import ConfigError
 from asr.data.corpora.base import CorpusError
 from asr.data.datamodule import ASRDataModule
 from asr.data.manifest import ManifestError
-from asr.files import atomic_write
 from asr.model.acoustic import AcousticModel, ModelConfig
 from asr.model.checkpoint import CheckpointError
 from asr.model.features import FeatureConfig, SpecAugmentConfig
 from asr.text import CharTokenizer, TextNormalizer
-from asr.training.callbacks import HPC_PREFIX, Preempted
-from asr.training.checkpoints import AtomicCheckpointIO, check_resumable, init_weights
+from asr.training import devices
+from asr.training.checkpoints import AtomicCheckpointIO, init_weights
 from asr.training.config import built, validate
 from asr.training.module import ASRModule
 from asr.training.optim import OptimConfig
+from asr.training.preemption import Preemption
+from asr.training.runs import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    continued_run,
+    link,
+    link_latest,
+    resume_checkpoint,
+    save_run_config,
+)
+from asr.training.schedule import Plan, ScheduleConfig, plan
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"  # inside the run folder
-BEST_CHECKPOINT = "best.ckpt"  # a link to the best checkpoint by validation WER, made after training
-PREEMPTION_CHECKPOINTS = f"{HPC_PREFIX}*.ckpt"  # in the run folder, written by asr.training.callbacks.Preemption
+# Warnings a user can do nothing about, and why each is not true here.
+QUIET_WARNINGS = (
+    r"Checkpoint directory .* exists and is not empty",  # the folder holds our config.yaml from the start
+    r".*`pin_memory` argument is set as true but no accelerator is found.*",  # data.pin_memory: auto is off there
+    r".*dataloader is not resumable.*",  # asr.data.batching's sampler resumes mid-epoch exactly
+    r".*does not have many workers which may be a bottleneck.*",  # data.num_workers is the recipe's measured choice
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's own call into PyTorch
+)
+QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+LIGHTNING_TIPS = "💡 Tip:"  # Lightning's advertisements for its cloud products (litlogger, litmodels)
 
 
 class LaunchError(ValueError):
@@ -72,7 +93,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     for name, spec in (cfg or {}).items():
         if spec is None:
             continue
-        extra = {"dirpath": str(run_dir / CHECKPOINT_DIR)} if name == "checkpoint" else {}
+        writes_checkpoints = str(spec.get("_target_", "")).endswith("ModelCheckpoint")
+        extra = {"dirpath": str(run_dir / CHECKPOINT_DIR)} if writes_checkpoints else {}
         callbacks.append(built(spec, f"callbacks.{name}", **extra))
     return callbacks
 
@@ -83,48 +105,6 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
         if spec is not None and (logger := built(spec, f"logger.{name}", save_dir=str(run_dir))) is not None:
             loggers.append(logger)
     return loggers
-
-
-def run_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoints a run folder can be continued from: preemption checkpoints, last.ckpt and the
-    top-k (links such as best.ckpt left out: their targets are in the list)."""
-    paths = [*run_dir.glob(PREEMPTION_CHECKPOINTS), *run_dir.glob(f"{CHECKPOINT_DIR}/*.ckpt")]
-    return [p for p in paths if p.is_file() and not p.is_symlink()]
-
-
-def _newest(paths: list[Path]) -> str | None:
-    """The newest checkpoint that training can continue from; each newer one that cannot (a kill
-    during its write, a damaged disk) is one warning line naming it."""
-    for path in sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            check_resumable(path)
-        except CheckpointError as err:
-            log.warning("%s: skipped, trying the next newest checkpoint", err)
-            continue
-        return str(path)
-    return None
-
-
-def find_resume_checkpoint(resume: str | None, runs_dir: Path, run_dir: Path | None = None) -> str | None:
-    """``None`` -> start fresh, unless ``run_dir`` already holds checkpoints: then it is a run being
-    continued (a requeued SLURM job, whose folder is named after its job id) and its newest
-    checkpoint is used; ``"auto"`` -> the newest checkpoint of any run under ``runs_dir`` (or fresh
-    if none); a path -> that checkpoint, which must exist and load (else a one-line error). Found
-    checkpoints are checked (``check_resumable``): a truncated one gives way to the next newest."""
-    if not resume:
-        found = _newest(run_checkpoints(run_dir)) if run_dir is not None else None
-        if found:
-            log.info("%s already has checkpoints: continuing this run", run_dir)
-        return found
-    if resume == "auto":
-        found = _newest([p for run in runs_dir.glob("*") if run.is_dir() for p in run_checkpoints(run)])
-        if found is None:
-            log.info("resume=auto: no checkpoint under %s, starting a new run", runs_dir)
-        return found
-    if not Path(resume).is_file():
-        raise FileNotFoundError(f"resume={resume}: no such checkpoint; use resume=auto or a path to a .ckpt file")
-    check_resumable(resume)
-    return resume
 
 
 def check_launch(trainer: L.Trainer) -> None:
@@ -141,36 +121,44 @@ def check_launch(trainer: L.Trainer) -> None:
                          "hydra/launcher=slurm (one job per point), or run one command per point")
 
 
-def save_run_config(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Write the resolved config beside the checkpoints; return it as plain data."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    with atomic_write(run_dir / CHECKPOINT_DIR / "config.yaml") as f:
-        f.write(OmegaConf.to_yaml(resolved))
-    return resolved
+class _NoTips:
+    """A logging filter that drops Lightning's tips (advertisements, not advice)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return LIGHTNING_TIPS not in record.getMessage()
 
 
-def link(link_path: Path, target: Path) -> None:
-    """Point ``link_path`` at ``target`` (a sibling), replacing any older link atomically; best effort:
-    some file systems have no symlinks."""
-    tmp = link_path.parent / f".{link_path.name}.{os.getpid()}"
-    try:
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(target.name)
-        os.replace(tmp, link_path)
-    except OSError as err:
-        log.warning("could not link %s -> %s: %s", link_path, target, err)
+def quiet_lightning() -> None:
+    """Silence the warnings of QUIET_WARNINGS and Lightning's tips (idempotent)."""
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
 
 
-def link_latest(run_dir: Path) -> None:
-    """``<runs>/<name>/latest`` -> this run folder."""
-    link(run_dir.parent / "latest", run_dir)
+def apply_schedule(cfg: DictConfig, trainer: L.Trainer, datamodule: ASRDataModule) -> Plan:
+    """The schedule for this trainer's world size, set where Lightning and the sampler read it."""
+    schedule = plan(ScheduleConfig(**cfg.schedule), trainer.world_size, datamodule.batch_seconds,
+                    cfg.optim.warmup_steps, trainer.accumulate_grad_batches)
+    datamodule.batch_seconds = schedule.device_batch_seconds
+    trainer.accumulate_grad_batches = schedule.accumulate
+    if schedule.val_check_interval is not None:
+        trainer.val_check_interval = schedule.val_check_interval
+        trainer.check_val_every_n_epoch = None  # count batches across epochs
+    return schedule
 
 
 def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
-    """Train and/or test as ``cfg`` says; return the final metrics (test WER/CER per set, best val WER).
-    A bad value in ``cfg`` is a ConfigError (one line) before anything is built."""
+    """Train and/or test as ``cfg`` says; return the final metrics (test WER/CER per set of the best
+    and the final weights, best val WER). A bad value in ``cfg`` is a ConfigError (one line) before
+    anything is built; a preemption raises :class:`~asr.training.preemption.Preempted` once its
+    checkpoint is written. ``resume=auto`` continues the newest run beside ``run_dir`` in its folder."""
     validate(cfg)
+    quiet_lightning()
     run_dir = Path(run_dir).resolve()
+    run_dir = continued_run(run_dir.parent, cfg.resume) or run_dir
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = build_tokenizer(cfg.text)
     log.info("tokenizer: %d symbols", len(tokenizer))
@@ -186,38 +174,64 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     datamodule = build_datamodule(cfg.data, tokenizer, model, cfg.seed)
     log.info("data: %s", type(datamodule.corpus).__name__)
     run_config = save_run_config(cfg, run_dir)
-    module = ASRModule(model, tokenizer, OptimConfig(**cfg.optim), run_config, datamodule.test_names)
     loggers = build_loggers(cfg.logger, run_dir)
     callbacks = build_callbacks(cfg.callbacks, run_dir)
     if not loggers:  # nothing to send learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = built(cfg.trainer, "trainer", default_root_dir=str(run_dir), callbacks=callbacks,
-                               logger=loggers or False, plugins=[AtomicCheckpointIO(run_dir)])  # kill-safe writes
+                               logger=loggers or False, plugins=[AtomicCheckpointIO(run_dir)],  # kill-safe writes
+                               **devices.trainer_overrides(cfg.trainer, cfg.tf32))
+    schedule = apply_schedule(cfg, trainer, datamodule)
+    optim = OptimConfig(**{**OmegaConf.to_container(cfg.optim, resolve=True), "warmup_steps": schedule.warmup_steps})
+    module = ASRModule(model, tokenizer, optim, run_config, datamodule.test_names, schedule)
     for logger in trainer.loggers:  # the resolved config: W&B's run config, CSV's hparams.yaml, TensorBoard's hparams
         logger.log_hyperparams(run_config)
-    # The checkpoint folder holds our config.yaml from the start; that is not a stale run.
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     log.info("run folder: %s", run_dir)
     if trainer.is_global_zero:
         link_latest(run_dir)
     check_launch(trainer)
     results: dict[str, float] = {}
     if cfg.train:
-        ckpt_path = find_resume_checkpoint(cfg.resume, run_dir.parent, run_dir)
-        if ckpt_path:
-            log.info("resuming from %s", ckpt_path)
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        except Preempted as stop:
-            log.warning("%s", stop)
-            return {}
+        preemption = next((c for c in callbacks if isinstance(c, Preemption)), None)
+        with preemption.main_thread_only() if preemption else contextlib.nullcontext():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg.resume, run_dir))
         if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_score is not None:
             results["val/wer_best"] = float(trainer.checkpoint_callback.best_model_score)
             if trainer.is_global_zero:  # checkpoints/best.ckpt -> the best checkpoint by validation WER
                 best_path = Path(trainer.checkpoint_callback.best_model_path)
                 link(best_path.parent / BEST_CHECKPOINT, best_path)
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if cfg.train and trainer.checkpoint_callback else ""
-        for metrics in trainer.test(module, datamodule=datamodule, ckpt_path=best or None):
-            results.update({k: float(v) for k, v in metrics.items()})
+        results.update(decode_test_sets(trainer, module, datamodule, trained=bool(cfg.train)))
     return results
+
+
+def decode_test_sets(trainer: L.Trainer, module: ASRModule, datamodule: ASRDataModule,
+                     trained: bool) -> dict[str, float]:
+    """Test sets decoded with the final weights (``test_final/<set>/wer``, after training) and with
+    the best checkpoint by validation WER (``test/<set>/wer``); once when the two are the same step.
+    Without training: the module's weights, as ``test/<set>/wer``."""
+
+    def run(prefix: str, ckpt_path: str | None) -> dict[str, float]:
+        module.test_prefix = prefix
+        return {k: float(v) for metrics in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path)
+                for k, v in metrics.items()}
+
+    if not trained:
+        return run("test", None)
+    final_step = trainer.global_step
+    results = run("test_final", None)  # the weights in memory: the last step's
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    if best and _step(best) != final_step:
+        results.update(run("test", best))
+    else:  # the final step is the best one (or there is no best): the same numbers
+        results.update({k.replace("test_final/", "test/", 1): v for k, v in list(results.items())})
+    return results
+
+
+def _step(checkpoint: str) -> int | None:
+    """The global step a checkpoint was written at (memory-mapped: no tensor is read)."""
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception:  # noqa: BLE001 - unreadable: not the final step
+        return None
