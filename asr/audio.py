@@ -4,12 +4,17 @@
 NIST SPHERE, MP3 with libsndfile >= 1.1) with soundfile, averages the channels to mono and
 resamples with torchaudio. torchaudio 2.9+ no longer decodes audio by itself, hence soundfile.
 
+A :class:`Segment` (a span of a longer file: NeMo's ``offset``, a Lhotse cut) goes wherever a path
+goes: ``audio_info`` and ``load_audio`` read it as if it were a file of its own. ``decode_audio``
+decodes bytes already in memory (a member of a shard).
+
 Every failure is an :class:`AudioError` whose message starts with the file's path, so a corpus
 loader can report it and skip the file, and a CLI can print it as one line.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +50,34 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def audio_info(path: str | os.PathLike) -> AudioInfo:
+@dataclass(frozen=True)
+class Segment:
+    """``duration`` seconds of ``path`` from ``start`` (seconds): read as a file of its own."""
+
+    path: str
+    start: float = 0.0
+    duration: float | None = None  # None: to the end of the file
+
+    def __fspath__(self) -> str:  # where a path is expected, the file it is part of
+        return self.path
+
+    def __str__(self) -> str:
+        end = "end" if self.duration is None else f"{self.start + self.duration:.3f}"
+        return f"{self.path}[{self.start:.3f}-{end} s]"
+
+
+Source = str | os.PathLike | Segment  # what the readers below take
+
+
+def audio_info(path: Source) -> AudioInfo:
     """Read a file's header: sample rate, length and channels. Raises AudioError."""
+    if isinstance(path, Segment):
+        info = audio_info(path.path)
+        first = min(int(round(path.start * info.sample_rate)), info.frames)
+        frames = info.frames - first if path.duration is None else int(round(path.duration * info.sample_rate))
+        if min(frames, info.frames - first) <= 0:
+            raise AudioError(path, f"the segment lies outside the file ({info.duration:.3f} s)")
+        return AudioInfo(info.sample_rate, min(frames, info.frames - first), info.channels)
     _check_file(path)
     try:
         info = sf.info(str(path))
@@ -58,7 +89,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
 
 
 def load_audio(
-    path: str | os.PathLike,
+    path: Source,
     sample_rate: int | None = SAMPLE_RATE,
     start: float = 0.0,
     duration: float | None = None,
@@ -66,13 +97,21 @@ def load_audio(
     """Decode a file to a mono waveform.
 
     Args:
-        path: the audio file.
+        path: the audio file, or a Segment of one (``start`` and ``duration`` are then within it).
         sample_rate: resample to this rate in Hz; ``None`` keeps the file's own rate.
         start, duration: read only this span, in seconds of the file (for long recordings).
 
     Returns:
         float32 tensor of shape ``(samples,)`` with values in [-1, 1].
     """
+    if isinstance(path, Segment):
+        end = None if path.duration is None else path.duration
+        if duration is not None:
+            end = start + duration if end is None else min(end, start + duration)
+        try:
+            return load_audio(path.path, sample_rate, path.start + start, None if end is None else max(0.0, end - start))
+        except AudioError as err:
+            raise AudioError(path, err.reason) from None
     _check_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
@@ -84,9 +123,26 @@ def load_audio(
         raise AudioError(path, f"not a readable audio file ({_short(err)})") from None
     if data.size == 0 and start == 0.0:
         raise AudioError(path, "contains no audio samples")
+    return _mono(data, rate, sample_rate, path)
+
+
+def decode_audio(data: bytes, sample_rate: int | None = SAMPLE_RATE, name: str = "<bytes>") -> torch.Tensor:
+    """Audio file bytes (FLAC, WAV, ...) -> a mono waveform, as ``load_audio``; ``name`` says where
+    they come from in an AudioError."""
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(name, f"not readable audio ({_short(err)})") from None
+    if samples.size == 0:
+        raise AudioError(name, "contains no audio samples")
+    return _mono(samples, rate, sample_rate, name)
+
+
+def _mono(data: np.ndarray, rate: int, sample_rate: int | None, path: Source) -> torch.Tensor:
+    """``(frames, channels)`` samples -> a mono waveform at ``sample_rate``."""
     if not np.isfinite(data).all():
         raise AudioError(path, "contains NaN or infinite samples")
-    waveform = torch.from_numpy(data.mean(axis=1))
+    waveform = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     if sample_rate is not None and rate != sample_rate:
         waveform = resample(waveform, rate, sample_rate)
     return waveform

@@ -1,6 +1,9 @@
 """DDP training of the tiny model on 2 CPU processes (gloo), for tests/test_ddp.py.
 
     python tests/ddp_check.py RUN_DIR TRAIN DEV TEST [--max-epochs N] [--wait-at STEP] [--devices N] [--probe DIR]
+                              [--val-every STEPS] [--resume auto]
+
+TRAIN is a manifest, or a folder of shards (scripts/shard.py): then data=shards.
 
 Lightning's ``ddp`` strategy starts rank 1 by running this command line again, which is why this
 is a script and not a test function. Each rank writes RUN_DIR/probe/rank<r>.json: the dataset
@@ -81,8 +84,16 @@ def main() -> None:
     parser.add_argument("--wait-at", type=int)
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--probe", help="where the probe writes (default RUN_DIR/probe)")
+    parser.add_argument("--val-every", type=int, help="validate (and checkpoint) every this many steps")
+    parser.add_argument("--resume")
     args = parser.parse_args()
-    cfg = compose_config(*manifest_overrides({"train": args.train, "dev": args.dev, "test": args.test}), *TINY_MODEL,
+    data = manifest_overrides({"train": args.train, "dev": args.dev, "test": args.test})
+    if Path(args.train).is_dir():  # shards
+        data = [o.replace("data=manifest", "data=shards") for o in data] + ["data.shard_window=2"]
+    extra = [f"trainer.val_check_interval={args.val_every}", "trainer.check_val_every_n_epoch=null"] if args.val_every else []
+    if args.resume:
+        extra.append(f"resume={args.resume}")
+    cfg = compose_config(*data, *extra, *TINY_MODEL,
                          "logger=none", "test=false", "strategy=ddp", "trainer.accelerator=cpu", f"trainer.devices={args.devices}",
                          f"trainer.max_epochs={args.max_epochs}", "trainer.enable_progress_bar=false",
                          "trainer.enable_model_summary=false", "trainer.deterministic=true", "data.batch_seconds=2.5",

@@ -29,7 +29,7 @@ ALLOWED = {
 FACADE = {"asr", "asr._moved"}  # the package's front door re-exports from the wings; _moved maps old paths
 MAX_LINES = 400
 DATA_TABLES = {"asr/data/corpora/sentences.py"}  # the synthetic corpus's sentence list
-COMMANDS = ("train", "evaluate", "decode", "prepare", "make_manifest", "build_lm", "tune_lm", "export")
+COMMANDS = ("train", "evaluate", "decode", "prepare", "make_manifest", "build_lm", "tune_lm", "export", "shard")
 
 
 def _modules() -> dict[str, Path]:

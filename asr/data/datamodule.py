@@ -23,6 +23,7 @@ import signal
 from typing import Any, Iterator, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -30,6 +31,9 @@ from asr.data.batching import Collate, DurationBatchSampler
 from asr.data.corpora.base import Corpus, CorpusError
 from asr.data.dataset import AudioDataset, prepare_utterances
 from asr.data.manifest import read_manifest
+from asr.data.shards.dataset import ShardDataset
+from asr.data.shards.remote import ShardSet
+from asr.data.shards.sampler import ShardBatchSampler
 from asr.text import CharTokenizer
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,7 @@ class ASRDataModule(L.LightningDataModule):
         max_duration: float = 30.0,
         speeds: Sequence[float] = (1.0,),  # speed perturbation factors, one drawn per utterance and epoch
         sortagrad_epochs: int = 0,  # epochs that go from short to long utterances before shuffling
+        shard_window: int = 4,  # shards a reader buckets together (data=shards; asr.data.shards.sampler)
         seed: int = 0,
         pin_memory: bool | None = None,  # page-locked batches for fast GPU copies; None: when training on CUDA
         output_frame_rate: float | None = None,
@@ -109,6 +114,7 @@ class ASRDataModule(L.LightningDataModule):
         self.min_duration, self.max_duration = min_duration, max_duration
         self.speeds = tuple(speeds)
         self.sortagrad_epochs = sortagrad_epochs
+        self.shard_window = shard_window
         self.seed = seed
         self.pin_memory = pin_memory
         self.output_frame_rate = output_frame_rate
@@ -124,18 +130,20 @@ class ASRDataModule(L.LightningDataModule):
         self.corpus.prepare()
 
     def setup(self, stage: str | None = None) -> None:
-        manifests = self.corpus.manifests()
+        sources = self.corpus.sources() if hasattr(self.corpus, "sources") else self.corpus.manifests()
         wanted = {"fit": self.train_splits + self.val_splits, "validate": self.val_splits,
                   "test": self.test_splits}.get(stage or "", self.train_splits + self.val_splits + self.test_splits)
-        unknown = [s for s in wanted if s not in manifests]
+        unknown = [s for s in wanted if s not in sources]
         if unknown:
-            raise CorpusError(f"split(s) {unknown} are not in the corpus, which has {sorted(manifests)}")
+            raise CorpusError(f"split(s) {unknown} are not in the corpus, which has {sorted(sources)}")
         for split in wanted:
             if split not in self.datasets:
-                self.datasets[split] = self._dataset(split, manifests[split], training=split in self.train_splits)
+                self.datasets[split] = self._dataset(split, sources[split], training=split in self.train_splits)
 
-    def _dataset(self, split: str, manifest: Any, training: bool) -> AudioDataset:
-        utterances = read_manifest(manifest)
+    def _dataset(self, split: str, source: Any, training: bool) -> AudioDataset | ShardDataset:
+        if isinstance(source, ShardSet):
+            return self._shard_dataset(split, source, training)
+        utterances = read_manifest(source)
         if training:
             utterances, _ = prepare_utterances(utterances, self.tokenizer, self.min_duration, self.max_duration,
                                                self.output_frame_rate, name=split)
@@ -143,10 +151,28 @@ class ASRDataModule(L.LightningDataModule):
             utterances, _ = prepare_utterances(utterances, self.tokenizer, name=split)
         return AudioDataset(utterances, self.tokenizer, self.sample_rate, self.speeds if training else (1.0,))
 
-    def _joined(self, splits: Sequence[str]) -> AudioDataset:
+    def _shard_dataset(self, split: str, shards: ShardSet, training: bool) -> ShardDataset:
+        """Shards: the durations are screened here, from the index; characters and CTC lengths as
+        each utterance is read (its text is in its shard)."""
+        dataset = ShardDataset(shards, self.tokenizer, self.sample_rate, self.speeds if training else (1.0,),
+                               self.output_frame_rate if training else None)
+        durations = shards.index.duration
+        dataset.keep = ((durations >= self.min_duration) & (durations <= self.max_duration) if training
+                        else np.ones(len(durations), dtype=bool))
+        dropped = int((~dataset.keep).sum())
+        (log.warning if dropped else log.info)("%s: %d utterances in %d shard(s), %.1f h%s", split, int(dataset.keep.sum()),
+                                               len(shards.index.shards), shards.index.hours,
+                                               f"; {dropped} outside [{self.min_duration}, {self.max_duration}] s left out"
+                                               if dropped else "")
+        return dataset
+
+    def _joined(self, splits: Sequence[str]) -> AudioDataset | ShardDataset:
         if len(splits) == 1:
             return self.datasets[splits[0]]
         parts = [self.datasets[s] for s in splits]
+        if any(isinstance(p, ShardDataset) for p in parts):
+            raise CorpusError(f"splits {', '.join(splits)}: a shard set cannot be joined with other splits; write them "
+                              "into one set of shards (scripts/shard.py takes several inputs)")
         return AudioDataset([u for p in parts for u in p.utterances], self.tokenizer, self.sample_rate, parts[0].speeds)
 
     def _rank_world(self) -> tuple[int, int]:
@@ -167,19 +193,27 @@ class ASRDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self._joined(self.train_splits)
         rank, world = self._rank_world()
-        self.train_sampler = DurationBatchSampler(
-            dataset.durations, self.batch_seconds, self.num_buckets, shuffle=True, seed=self.seed,
-            num_replicas=world, rank=rank, sortagrad_epochs=self.sortagrad_epochs, max_batch_size=self.max_batch_size)
+        self.train_sampler = self._sampler(dataset, self.batch_seconds, shuffle=True, rank=rank, world=world)
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         batches = _ResumableBatches(self.train_sampler, self)
         batches.set_epoch(epoch)  # so that len() counts this epoch's batches
         return self._loader(dataset, batches, seed=epoch + 1)
 
-    def _eval_loader(self, dataset: AudioDataset) -> DataLoader:
+    def _sampler(self, dataset: AudioDataset | ShardDataset, budget: float, shuffle: bool, rank: int,
+                 world: int) -> DurationBatchSampler | ShardBatchSampler:
+        if isinstance(dataset, ShardDataset):
+            return ShardBatchSampler(dataset.shards.index, budget, shuffle=shuffle, seed=self.seed,
+                                     num_replicas=world, rank=rank, num_workers=self.num_workers,
+                                     window_shards=self.shard_window, sortagrad_epochs=self.sortagrad_epochs if shuffle
+                                     else 0, max_batch_size=self.max_batch_size, keep=dataset.keep)
+        return DurationBatchSampler(dataset.durations, budget, self.num_buckets, shuffle=shuffle, seed=self.seed,
+                                    num_replicas=world, rank=rank, sortagrad_epochs=self.sortagrad_epochs if shuffle
+                                    else 0, max_batch_size=self.max_batch_size)
+
+    def _eval_loader(self, dataset: AudioDataset | ShardDataset) -> DataLoader:
         rank, world = self._rank_world()
-        sampler = DurationBatchSampler(dataset.durations, self.eval_batch_seconds, self.num_buckets, shuffle=False,
-                                       num_replicas=world, rank=rank, max_batch_size=self.max_batch_size)
-        return self._loader(dataset, sampler)
+        return self._loader(dataset, self._sampler(dataset, self.eval_batch_seconds, shuffle=False, rank=rank,
+                                                   world=world))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self._joined(self.val_splits))

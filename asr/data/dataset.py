@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 _SPEED_RATE_STEP = 100
 
 
+def perturbed_rate(sample_rate: int, speeds: Sequence[float]) -> int:
+    """The rate to resample an item to: ``sample_rate / speed`` for a speed drawn from ``speeds``
+    (torch's generator: seeded per DataLoader worker), so that read as ``sample_rate`` the audio
+    plays ``speed`` times faster; ``sample_rate`` itself without speed perturbation."""
+    if len(speeds) <= 1:
+        return sample_rate
+    speed = speeds[int(torch.randint(len(speeds), ()))]
+    return round(sample_rate / speed / _SPEED_RATE_STEP) * _SPEED_RATE_STEP
+
+
 @dataclass(frozen=True)
 class Example:
     """One decoded utterance."""
@@ -141,13 +151,8 @@ class AudioDataset(Dataset):
 
     def __getitem__(self, index: int) -> Example | Skipped:
         utt = self.utterances[index]
-        rate = self.sample_rate
-        if len(self.speeds) > 1:
-            speed = self.speeds[int(torch.randint(len(self.speeds), ()))]
-            # Resampled to rate / speed and then read as `rate`, the audio plays `speed` times faster.
-            rate = round(self.sample_rate / speed / _SPEED_RATE_STEP) * _SPEED_RATE_STEP
         try:
-            waveform = load_audio(utt.audio, rate)
+            waveform = load_audio(utt.source, perturbed_rate(self.sample_rate, self.speeds))
         except AudioError as err:
             return Skipped(index, err.path, err.reason)
         text = self.tokenizer.normalize(utt.text)

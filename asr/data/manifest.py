@@ -7,8 +7,14 @@ One JSON object per line::
 
 ``audio`` (required) is a path, absolute or relative to the manifest's own folder; ``duration``
 (required) is in seconds; ``text`` (required) is the raw transcript, normalized later by the
-tokenizer; ``id`` defaults to the audio file's stem and ``speaker`` is optional. NeMo's
-``audio_filepath`` is accepted for ``audio``. Extra fields are ignored.
+tokenizer; ``id`` defaults to the audio file's stem and ``speaker`` is optional. Extra fields are
+ignored. The manifests of other toolkits are read as they are, gzipped or not (``.gz``):
+
+- NeMo: ``audio_filepath``, ``duration``, ``text`` and an optional ``offset`` (seconds into the
+  file: the utterance is that span of it);
+- Lhotse CutSets (``cuts_*.jsonl.gz``: ``lhotse cut simple``, ``CutSet.to_file``): each cut is the
+  span ``start`` + ``duration`` of its recording's file source, its text the supervisions' texts.
+  Recordings and supervisions manifests alone are one line saying how to make a CutSet of them.
 
 Builders turn a folder into utterances, reading exact durations from the file headers in parallel
 threads; a file that cannot be read is reported as a :class:`Problem` and left out.
@@ -16,6 +22,7 @@ threads; a file that cannot be read is reported as a :class:`Problem` and left o
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -26,12 +33,14 @@ from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
-from asr.audio import AudioError, audio_info
+from asr.audio import AudioError, Segment, audio_info
 from asr.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".sph", ".mp3")
+FORMATS = "asr (audio, duration, text), NeMo (audio_filepath, duration, text[, offset]) and Lhotse CutSet JSON lines"
+GZIP_MAGIC = b"\x1f\x8b"
 _DURATION_THREADS = 8  # header reads are I/O bound; libsndfile releases the GIL
 
 
@@ -48,6 +57,12 @@ class Utterance:
     duration: float  # seconds
     text: str  # raw transcript
     speaker: str | None = None
+    offset: float | None = None  # seconds into the file where the utterance starts; None: the whole file
+
+    @property
+    def source(self) -> str | Segment:
+        """What the audio readers take: the file, or the span of it that is this utterance."""
+        return self.audio if self.offset is None else Segment(self.audio, self.offset, self.duration)
 
 
 @dataclass(frozen=True)
@@ -59,15 +74,24 @@ class Problem:
 
 
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:
-    """Read and validate a JSON-lines manifest. Relative audio paths become absolute."""
+    """Read and validate a manifest (asr, NeMo or Lhotse JSON lines, gzipped or not). Relative audio
+    paths become absolute. Raises ManifestError, one line naming the file, the line and the field."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == GZIP_MAGIC
     utterances = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                utterances.append(_parse_line(line, path, lineno))
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8") if gzipped else open(path, encoding="utf-8")) as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    utterances.append(_parse_line(line, path, lineno))
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a text manifest (binary data); {FORMATS} are read, "
+                            "gzipped or not") from None
+    except (OSError, EOFError) as err:  # a damaged .gz
+        raise ManifestError(f"{path}: unreadable ({err}); {FORMATS} are read, gzipped or not") from None
     return utterances
 
 
@@ -76,25 +100,58 @@ def _parse_line(line: str, path: Path, lineno: int) -> Utterance:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
+        raise ManifestError(f"{where}: not valid JSON ({err.msg}); {FORMATS} are read") from None
     if not isinstance(row, dict):
         raise ManifestError(f"{where}: each line must be a JSON object")
+    if "supervisions" in row or "recording" in row:
+        return _lhotse_cut(row, path, where)
+    if "recording_id" in row or "sources" in row:
+        kind = "supervisions" if "recording_id" in row else "recordings"
+        raise ManifestError(f"{where}: a Lhotse {kind} manifest; give the CutSet of recordings and supervisions "
+                            "(lhotse cut simple -r RECORDINGS -s SUPERVISIONS cuts.jsonl.gz)")
     audio = row.get("audio", row.get("audio_filepath"))
     for field, value, kind in (("audio", audio, str), ("text", row.get("text"), str)):
         if not isinstance(value, kind):
-            raise ManifestError(f"{where}: field {field!r} is missing or not a string")
-    duration = row.get("duration")
-    if not isinstance(duration, (int, float)) or duration <= 0:
-        raise ManifestError(f"{where}: field 'duration' must be a positive number of seconds, got {duration!r}")
-    audio_path = Path(audio) if os.path.isabs(audio) else path.parent / audio
+            raise ManifestError(f"{where}: field {field!r} is missing or not a string; {FORMATS} are read")
+    duration = _positive(row.get("duration"), where, "duration")
+    offset = row.get("offset")
+    if offset is not None and (not isinstance(offset, (int, float)) or offset < 0):
+        raise ManifestError(f"{where}: field 'offset' must be a number of seconds >= 0, got {offset!r}")
     speaker = row.get("speaker")
-    return Utterance(
-        id=str(row.get("id") or Path(audio).stem),
-        audio=str(audio_path.resolve()),
-        duration=float(duration),
-        text=row["text"],
-        speaker=None if speaker is None else str(speaker),
-    )
+    return Utterance(id=str(row.get("id") or Path(audio).stem), audio=_absolute(audio, path), duration=duration,
+                     text=row["text"], speaker=None if speaker is None else str(speaker),
+                     offset=None if offset is None else float(offset))
+
+
+def _lhotse_cut(cut: dict, path: Path, where: str) -> Utterance:
+    """A Lhotse MonoCut whose recording has one file source -> the utterance that is its span."""
+    if cut.get("type", "MonoCut") != "MonoCut":
+        raise ManifestError(f"{where}: a Lhotse {cut.get('type')}; only MonoCuts are read (cut.to_mono() or "
+                            "lhotse cut simple makes them)")
+    recording = cut.get("recording") or {}
+    sources = recording.get("sources") or []
+    if len(sources) != 1 or sources[0].get("type") != "file" or recording.get("transforms"):
+        kinds = ", ".join(sorted({str(s.get("type")) for s in sources})) or "none"
+        raise ManifestError(f"{where}: cut {cut.get('id')}: its recording's sources ({kinds}"
+                            f"{', with transforms' if recording.get('transforms') else ''}) are not one audio file; "
+                            "only file sources without transforms are read")
+    texts = [s.get("text") for s in cut.get("supervisions") or [] if s.get("text")]
+    if not texts:
+        raise ManifestError(f"{where}: cut {cut.get('id')} has no supervision with a text")
+    speaker = next((s.get("speaker") for s in cut["supervisions"] if s.get("speaker")), None)
+    return Utterance(id=str(cut.get("id")), audio=_absolute(sources[0]["source"], path),
+                     duration=_positive(cut.get("duration"), where, "duration"), text=" ".join(texts),
+                     speaker=None if speaker is None else str(speaker), offset=float(cut.get("start") or 0.0))
+
+
+def _positive(value: object, where: str, field: str) -> float:
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise ManifestError(f"{where}: field {field!r} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _absolute(audio: str, manifest: Path) -> str:
+    return str((Path(audio) if os.path.isabs(audio) else manifest.parent / audio).resolve())
 
 
 def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> Path:
@@ -107,8 +164,9 @@ def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> 
             audio = Path(utt.audio).resolve()
             if audio.is_relative_to(root):
                 row["audio"] = str(audio.relative_to(root))
-            if row["speaker"] is None:
-                del row["speaker"]
+            for optional in ("speaker", "offset"):
+                if row[optional] is None:
+                    del row[optional]
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
 

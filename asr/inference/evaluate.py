@@ -151,7 +151,7 @@ def evaluate(recognizer: Recognizer, utterances: Sequence[Utterance], name: str 
     """
     decoders = dict(decoders or {"decoder": recognizer.decoder})
     report = EvalReport(name, {k: DecoderReport(k) for k in decoders})
-    results = recognizer.emissions([u.audio for u in utterances], batch_seconds)
+    results = recognizer.emissions([u.source for u in utterances], batch_seconds)
     for utt, result in tqdm(zip(utterances, results), total=len(utterances), desc=f"evaluating {name}",
                             unit="utt", disable=None if progress else True, leave=False):
         reference = recognizer.tokenizer.normalize(utt.text)

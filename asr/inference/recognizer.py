@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from asr.audio import AudioError, audio_info, load_audio
+from asr.audio import AudioError, Segment, Source, audio_info, load_audio
 from asr.decoding.beam import build_decoder
 from asr.decoding.greedy import Decoder, hypothesis_text, split_at_pauses
 from asr.decoding.options import DecodeOptions, stored_options
@@ -116,12 +116,13 @@ class Recognizer:
 
     # --- files -> log-probs ---------------------------------------------------------------------
 
-    def emissions(self, paths: Iterable[str | os.PathLike], batch_seconds: float = DEFAULT_BATCH_SECONDS,
+    def emissions(self, paths: Iterable[Source], batch_seconds: float = DEFAULT_BATCH_SECONDS,
                   progress: Progress | None = None) -> Iterator[Emission | AudioError]:
         """Yield, in input order, the Emission or the AudioError of each file."""
-        yield from _in_order(self._emissions(list(map(str, paths)), batch_seconds, progress))
+        yield from _in_order(self._emissions([p if isinstance(p, Segment) else str(p) for p in paths], batch_seconds,
+                                             progress))
 
-    def _emissions(self, paths: list[str], batch_seconds: float,
+    def _emissions(self, paths: list[Source], batch_seconds: float,
                    progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
         """(input index, result) as they are ready: short files batched by duration, then long ones."""
         durations, samples = {}, {}
@@ -151,11 +152,11 @@ class Recognizer:
                     self.tokenizer.blank, on_window=on_window if progress else None, boundary=space)
                 if progress:
                     progress(max(0.0, durations[i] - done[0]))
-                yield i, Emission(paths[i], log_probs, durations[i])
+                yield i, Emission(str(paths[i]), log_probs, durations[i])
             except AudioError as err:
                 yield i, err
 
-    def _short_batch(self, paths: list[str], group: list[int], durations: dict[int, float],
+    def _short_batch(self, paths: list[Source], group: list[int], durations: dict[int, float],
                      progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
         waves = {}
         for i in group:
@@ -165,7 +166,7 @@ class Recognizer:
                 yield i, err
         if waves:
             for i, log_probs in zip(waves, run_windows(self.runner, list(waves.values()), self.tokenizer.blank)):
-                yield i, Emission(paths[i], log_probs, durations[i])
+                yield i, Emission(str(paths[i]), log_probs, durations[i])
         if progress:
             progress(sum(durations[i] for i in group))
 
@@ -197,11 +198,11 @@ class Recognizer:
         timed = [replace(w, end=min(w.end, emission.duration)) if w.end > emission.duration else w for w in timed]
         return Transcript(emission.path, " ".join(texts), emission.duration, timed)
 
-    def transcribe_files(self, paths: Iterable[str | os.PathLike], batch_seconds: float = DEFAULT_BATCH_SECONDS,
+    def transcribe_files(self, paths: Iterable[Source], batch_seconds: float = DEFAULT_BATCH_SECONDS,
                          words: bool = False, progress: Progress | None = None) -> Iterator[Transcript | AudioError]:
         """Yield, in input order, a Transcript or the AudioError of each file (decoded as soon as
         its log-probs are ready, so only transcripts wait for their turn)."""
-        paths = list(map(str, paths))
+        paths = [p if isinstance(p, Segment) else str(p) for p in paths]
 
         def decoded() -> Iterator[tuple[int, Transcript | AudioError]]:
             for i, result in self._emissions(paths, batch_seconds, progress):

@@ -77,7 +77,7 @@ def dev_set(recognizer: Recognizer, utterances: Sequence[Utterance], checkpoint:
             emissions = [Emission(p, lp, d) for p, lp, d in zip(stored["paths"], stored["log_probs"], stored["durations"])]
             return DevSet(stored["ids"], stored["references"], emissions, stored["failed"])
     ids, refs, emissions, failed = [], [], [], []
-    for utt, result in zip(utterances, recognizer.emissions([u.audio for u in utterances], batch_seconds)):
+    for utt, result in zip(utterances, recognizer.emissions([u.source for u in utterances], batch_seconds)):
         if isinstance(result, AudioError):
             failed.append(str(result))
             continue

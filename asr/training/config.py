@@ -29,6 +29,7 @@ from asr.config import ConfigError, config_error, first_line, signature_schema, 
 from asr.data.corpora.an4 import AN4Corpus
 from asr.data.corpora.base import ManifestCorpus
 from asr.data.corpora.librispeech import LibriSpeechCorpus, MiniLibriSpeechCorpus
+from asr.data.corpora.shards import ShardCorpus
 from asr.data.corpora.synthetic import SyntheticCorpus
 from asr.data.datamodule import ASRDataModule, check_data_options
 from asr.model.acoustic import ModelConfig
@@ -43,7 +44,8 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # asr/conf: Hydra's con
 
 # asr/conf/data/<name>.yaml starts from /schema/corpus/<name>: the corpus class's constructor signature.
 CORPORA: dict[str, type] = {"synthetic": SyntheticCorpus, "librispeech": LibriSpeechCorpus,
-                            "mini_librispeech": MiniLibriSpeechCorpus, "an4": AN4Corpus, "manifest": ManifestCorpus}
+                            "mini_librispeech": MiniLibriSpeechCorpus, "an4": AN4Corpus, "manifest": ManifestCorpus,
+                            "shards": ShardCorpus}
 
 # Arguments of ASRDataModule that train.py fills in from other groups; the rest are data.<key>.
 _DATAMODULE_FROM_ELSEWHERE = ("corpus", "tokenizer", "sample_rate", "seed", "output_frame_rate")

@@ -26,6 +26,7 @@ from asr.config import ConfigError
 from asr.data.corpora.base import CorpusError
 from asr.data.datamodule import ASRDataModule
 from asr.data.manifest import ManifestError
+from asr.data.shards.layout import ShardError
 from asr.model.acoustic import AcousticModel, ModelConfig
 from asr.model.checkpoint import CheckpointError
 from asr.model.features import FeatureConfig, SpecAugmentConfig
@@ -66,7 +67,7 @@ class LaunchError(ValueError):
 
 
 # Errors caused by the command line or the data, reported by scripts/train.py as one line.
-USER_ERRORS = (ConfigError, CorpusError, ManifestError, CheckpointError, LaunchError, FileNotFoundError)
+USER_ERRORS = (ConfigError, CorpusError, ManifestError, ShardError, CheckpointError, LaunchError, FileNotFoundError)
 
 
 def build_tokenizer(cfg: DictConfig) -> CharTokenizer:
