@@ -10,7 +10,8 @@ from tests.conftest import ROOT, TINY_MODEL
 
 # A few steps of the tiny model on the CPU, validated (and checkpointed) every 10 steps.
 CPU_OVERRIDES = ["trainer.accelerator=cpu", "trainer.precision=32-true", *TINY_MODEL, "data.num_workers=0", "+schedule=per_device",
-                 "data.pin_memory=false", "data.batch_seconds=8", "trainer.val_check_interval=10", "logger=csv",
+                 "data.pin_memory=false", "data.batch_seconds=8", "trainer.val_check_interval=10",
+                 "trainer.check_val_every_n_epoch=null", "logger=csv",
                  "trainer.enable_progress_bar=false"]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 cores shared by several processes: no oversubscription
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import torch
@@ -139,6 +140,22 @@ def quiet_lightning() -> None:
             logger.addFilter(_NoTips())
 
 
+@contextlib.contextmanager
+def _one_line_interval() -> Iterator[None]:
+    """Lightning's multi-line complaint about a validation interval longer than an epoch (known only
+    once the data is loaded), as one ConfigError line saying what to set."""
+    try:
+        yield
+    except ValueError as err:
+        found = re.search(r"`val_check_interval` \((\d+)\) must be less than or equal to the number of the "
+                          r"training batches \((\d+)\)", str(err))
+        if found is None:
+            raise
+        raise ConfigError(f"trainer.val_check_interval={found.group(1)}: more than the {found.group(2)} batches of an "
+                          "epoch; set trainer.check_val_every_n_epoch=null to count steps across epochs, or a "
+                          "smaller interval") from None
+
+
 def apply_schedule(cfg: DictConfig, trainer: L.Trainer, datamodule: ASRDataModule) -> Plan:
     """The schedule for this trainer's world size, set where Lightning and the sampler read it."""
     schedule = plan(ScheduleConfig(**cfg.schedule), trainer.world_size, datamodule.batch_seconds,
@@ -194,7 +211,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     results: dict[str, float] = {}
     if cfg.train:
         preemption = next((c for c in callbacks if isinstance(c, Preemption)), None)
-        with preemption.main_thread_only() if preemption else contextlib.nullcontext():
+        with preemption.main_thread_only() if preemption else contextlib.nullcontext(), _one_line_interval():
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg.resume, run_dir))
         if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_score is not None:
             results["val/wer_best"] = float(trainer.checkpoint_callback.best_model_score)
