@@ -15,7 +15,8 @@ Every rank computes the same plan from the shared seed, the epoch and the index 
    stream too small to split repeats batches, with a warning: fewer utterances than the others' batches);
 4. a rank's batches interleave its workers' streams, batch ``k`` from worker ``k % num_workers``:
    the order in which a DataLoader hands batches to its workers, so each worker reads its own
-   shards, a window at a time, and each batch carries the shards its stream reads next (prefetch).
+   shards, a window at a time, and each batch carries the shards its stream reads in this window
+   and the next (the worker fetches them in the background).
 
 State for an exact resume: the epoch and the batches this rank trained on, the same on every rank
 (Lightning writes the checkpoint from rank 0 only). Resumed with another number of ranks or workers,
@@ -40,7 +41,8 @@ JITTER = 0.02  # the relative noise on the durations a window is sorted by
 
 
 class PlannedBatch(list):
-    """A batch of global utterance indices, with the shards its stream reads after it (``upcoming``)."""
+    """A batch of global utterance indices, with the shards its stream reads in its window and the
+    next (``upcoming``: what a remote reader should have in its cache soon)."""
 
     upcoming: tuple[int, ...] = ()
 
@@ -130,7 +132,8 @@ class ShardBatchSampler(Sampler[list[int]]):
             for w, window in enumerate(windows):
                 made = self._window_batches(window, by_shard, rng)
                 batches += made
-                next_shards += [tuple(windows[w + 1]) if w + 1 < len(windows) else ()] * len(made)
+                ahead = tuple(window) + (tuple(windows[w + 1]) if w + 1 < len(windows) else ())
+                next_shards += [ahead] * len(made)
             plans.append(batches)
             upcoming.append(next_shards)
         if self.shuffle:
