@@ -3,16 +3,17 @@
 Trains ``recipe=librispeech``'s model (2 conv + 5 BiLSTM x 1024, 80 mels) without clipping for
 ``--steps`` optimizer steps on a LibriSpeech-layout folder, on the CPU, and records the global L2
 norm of the gradients before each step. Prints, per batch size, the norm's percentiles and the share
-of steps that a clip value would touch, and writes every norm to ``--json``:
+of steps that a clip value would touch. Every norm goes to ``--out``/grad_norms_<batch s>s.json
+(a JSON list, rewritten after every step, so a run stopped early still reports with ``--norms``):
 
     python benchmarks/grad_norms.py --librispeech ../shared/data/mini-librispeech-16/LibriSpeech \\
-        --batch-seconds 16 --steps 300 --json grad_norms.json
+        --batch-seconds 16 --steps 300 --out .
+    python benchmarks/grad_norms.py --norms grad_norms_16s.json
 
 The loss is the recipe's (mean over utterances of each utterance's CTC loss), the learning rate its
 peak ``optim.lr`` after ``--warmup-steps``. A clip value is meant to catch the rare outlier step
-(a bad batch, an early spike), not to rescale every step: a value near the 99th percentile of these
-norms does that. Norms shrink as batches grow (less gradient noise), so the CPU's small batches give
-an upper bound for the recipe's GPU batches.
+(a bad batch, an early spike), not to rescale every step. Norms shrink as batches grow (less
+gradient noise), so the CPU's small batches give an upper bound for the recipe's GPU batches.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from asr.training.config import compose_config
 from asr.training.train import train
 
 PERCENTILES = (50, 90, 99)
-CANDIDATE_CLIPS = (5.0, 50.0, 100.0, 200.0, 400.0)
+CANDIDATE_CLIPS = (5.0, 100.0, 200.0, 400.0, 1000.0, 2000.0)
 
 
 class GradNorms(L.Callback):
@@ -48,7 +49,7 @@ class GradNorms(L.Callback):
         self.out.write_text(json.dumps(self.norms))
 
 
-def measure(manifest: Path, work: Path, batch_seconds: float, steps: int, warmup: int) -> list[float]:
+def measure(manifest: Path, work: Path, out: Path, batch_seconds: float, steps: int, warmup: int) -> list[float]:
     cfg = compose_config("recipe=librispeech", "data=manifest", f"data.corpus.splits.train={manifest}",
                          f"data.corpus.splits.dev={manifest}", f"data.corpus.splits.test={manifest}",
                          f"data.batch_seconds={batch_seconds}", "data.num_workers=1", "data.pin_memory=false",
@@ -58,7 +59,6 @@ def measure(manifest: Path, work: Path, batch_seconds: float, steps: int, warmup
                          f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.val_check_interval=1.0",
                          "trainer.check_val_every_n_epoch=1000", "trainer.enable_progress_bar=false",
                          "logger=none", "test=false", "callbacks.checkpoint=null", "callbacks.last_checkpoint=null")
-    out = work / f"norms{batch_seconds:g}.json"
     with open_dict(cfg):
         cfg.callbacks.grad_norms = {"_target_": "__main__.GradNorms", "out": str(out)}
     train(cfg, work / f"batch{batch_seconds:g}")
@@ -72,25 +72,35 @@ def percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--librispeech", required=True, help="a LibriSpeech-layout folder (speaker/chapter/*.flac)")
+    p.add_argument("--librispeech", help="a LibriSpeech-layout folder (speaker/chapter/*.flac)")
+    p.add_argument("--norms", nargs="+", help="report the grad_norms_<batch s>s.json files of earlier runs instead of training")
     p.add_argument("--batch-seconds", type=float, nargs="+", default=[16.0])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--warmup-steps", type=int, default=50)
-    p.add_argument("--json", help="write every norm here")
+    p.add_argument("--out", default=".", help="folder for grad_norms_<batch s>s.json")
     args = p.parse_args(argv)
+    if args.norms:
+        report({float(Path(f).stem.removeprefix("grad_norms_").removesuffix("s")): json.loads(Path(f).read_text())
+                for f in args.norms})
+        return
+    if not args.librispeech:
+        p.error("--librispeech FOLDER (to train) or --norms FILE (to report a run's norms) is required")
     utterances, _ = from_librispeech(args.librispeech, progress=False)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         manifest = write_manifest(work / "train.jsonl", utterances)
         for seconds in args.batch_seconds:
-            results[seconds] = measure(manifest, work, seconds, args.steps, args.warmup_steps)
+            out = Path(args.out) / f"grad_norms_{seconds:g}s.json"
+            results[seconds] = measure(manifest, work, out, seconds, args.steps, args.warmup_steps)
+    report(results)
+
+
+def report(results: dict[float, list[float]]) -> None:
     rows = [[f"{s:g}", len(n), *(percentile(n, q) for q in PERCENTILES), max(n),
              *(f"{100 * sum(x > c for x in n) / len(n):.1f}" for c in CANDIDATE_CLIPS)] for s, n in results.items()]
     print(format_table(["batch s", "steps", *(f"p{q}" for q in PERCENTILES), "max",
                         *(f"% > {c:g}" for c in CANDIDATE_CLIPS)], rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps({str(s): n for s, n in results.items()}))
 
 
 if __name__ == "__main__":

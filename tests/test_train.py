@@ -25,6 +25,7 @@ every run sat on CTC's blank-only plateau until epoch 10, and some then stalled 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,10 @@ def train_and_measure(overrides: list[str], folder: Path) -> dict[str, float]:
     untrained = train(compose_config(*overrides, "logger=none", "train=false"), folder / "untrained")
     results = train(compose_config(*overrides, "logger=csv"), folder / "run")
     losses = _column(folder / "run" / "metrics.csv", "train/loss")
+    norms = _column(folder / "run" / "metrics.csv", "train/grad_norm")
     return {**results, "start_wer": untrained["test/test/wer"], "wer": results["test/test/wer"],
-            "first_loss": sum(losses[:3]) / 3, "last_loss": sum(losses[-3:]) / 3}
+            "first_loss": sum(losses[:3]) / 3, "last_loss": sum(losses[-3:]) / 3,
+            "logged_losses": len(losses), "grad_norms": norms}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,7 @@ def test_training_learns_to_transcribe_unseen_voices(corpus_root, tmp_path):
         f"training loss did not fall enough: {m['first_loss']:.1f} -> {m['last_loss']:.1f}"
     assert m["start_wer"] > 0.9
     assert m["wer"] < BOUND, f"test WER {m['wer']:.1%} on unseen voices"
+    assert len(m["grad_norms"]) == m["logged_losses"] and all(0 < n < math.inf for n in m["grad_norms"])
     folder = tmp_path / "run" / "checkpoints"
     assert (folder / "last.ckpt").is_file()
     best = (folder / "best.ckpt").resolve()  # a link to the best checkpoint by validation WER

@@ -86,6 +86,13 @@ class ASRModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.size)
         return loss
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Log the global L2 norm of the gradients before clipping (what trainer.gradient_clip_val is
+        compared with); a device tensor, read by the host only on the steps the logger writes."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads:
+            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
+
     def validation_step(self, batch: Batch | None, batch_idx: int) -> None:
         if batch is None:
             return
