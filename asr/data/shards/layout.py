@@ -96,8 +96,9 @@ class ShardIndex:
             f.write("\n")
 
     @classmethod
-    def from_bytes(cls, meta: bytes, arrays: bytes, where: str) -> ShardIndex:
-        """The index from the contents of ``index.json`` and ``index.npz`` (``where`` names them in errors)."""
+    def from_bytes(cls, meta: bytes, arrays: bytes | Path, where: str) -> ShardIndex:
+        """The index from the contents of ``index.json`` and ``index.npz`` (its bytes, or its local path:
+        read member by member, never whole in memory); ``where`` names them in errors."""
         try:
             info = json.loads(meta)
             version = int(info["format"])
@@ -109,9 +110,10 @@ class ShardIndex:
             raise ShardError(f"{where}/{INDEX_JSON}: shard format {version}, this asr reads {FORMAT}; "
                              "write the shards again with this asr's scripts/shard.py")
         try:
-            with np.load(io.BytesIO(arrays)) as z:
-                index = cls(shards, z["shard"].astype(np.uint32), z["start"].astype(np.uint64),
-                            z["size"].astype(np.uint32), z["duration"].astype(np.float32), info.get("sample_rate"))
+            with np.load(arrays if isinstance(arrays, Path) else io.BytesIO(arrays)) as z:
+                index = cls(shards, z["shard"].astype(np.uint32, copy=False), z["start"].astype(np.uint64, copy=False),
+                            z["size"].astype(np.uint32, copy=False), z["duration"].astype(np.float32, copy=False),
+                            info.get("sample_rate"))
         except (ValueError, KeyError, OSError) as err:
             raise ShardError(f"{where}/{INDEX_ARRAYS}: damaged ({err}); run scripts/shard.py again on the same "
                              "inputs (it rebuilds the index from the shards' own)") from None

@@ -186,7 +186,7 @@ class ShardSet:
             if not (folder / INDEX_JSON).is_file():
                 raise ShardError(f"{folder}: no {INDEX_JSON}: not a folder that scripts/shard.py wrote "
                                  f"(python scripts/shard.py INPUT... -o {folder})")
-            meta, arrays = (folder / INDEX_JSON).read_bytes(), (folder / INDEX_ARRAYS).read_bytes()
+            meta, arrays = (folder / INDEX_JSON).read_bytes(), folder / INDEX_ARRAYS
         return ShardIndex.from_bytes(meta, arrays, where)
 
     def url(self, shard: int) -> str:

@@ -207,7 +207,7 @@ class ShardBatchSampler(Sampler[list[int]]):
 
 def _utterances_by_shard(index: ShardIndex, keep: np.ndarray) -> dict[int, np.ndarray]:
     """Shard number -> the global indices of its utterances that ``keep`` admits."""
-    wanted = np.flatnonzero(keep)
+    wanted = np.flatnonzero(keep).astype(np.int32 if len(keep) < 1 << 31 else np.int64)  # half the memory
     shards = index.shard[wanted]
     order = np.argsort(shards, kind="stable")
     wanted, shards = wanted[order], shards[order]
