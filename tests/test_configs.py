@@ -10,7 +10,14 @@ from asr.decoding.options import DecodeOptions, load_options
 from asr.model.acoustic import ModelConfig
 from asr.model.features import FeatureConfig, SpecAugmentConfig
 from asr.training.optim import OptimConfig
-from asr.training.train import build_callbacks, build_datamodule, build_loggers, build_model, build_tokenizer
+from asr.training.train import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_model,
+    build_tokenizer,
+    build_trainer,
+)
 from tests.conftest import CONF, compose_config
 
 RECIPES = sorted(p.stem for p in (CONF / "recipe").glob("*.yaml"))
@@ -23,7 +30,9 @@ def test_every_recipe_composes_and_builds(recipe, tmp_path):
     model = build_model(cfg, len(tokenizer))
     datamodule = build_datamodule(cfg.data, tokenizer, model, cfg.seed)
     assert datamodule.test_names
-    assert build_callbacks(cfg.callbacks, tmp_path)
+    callbacks = build_callbacks(cfg.callbacks, tmp_path)
+    assert callbacks
+    build_trainer(cfg, tmp_path, callbacks, [])  # the recipe's trainer settings are ones Lightning accepts
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 

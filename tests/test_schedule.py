@@ -102,3 +102,13 @@ def test_a_global_batch_accumulates_device_batches_and_validates_in_audio_hours(
     assert last["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["ready"] == 7
     transcripts = sorted(p.name for p in (tmp_path / "run" / "transcripts").iterdir())
     assert transcripts == ["step0000002.tsv", "step0000004.tsv"]  # validated every 2 optimizer steps
+
+
+def test_the_librispeech_recipe_trains_as_written(chirp_manifests, tmp_path):
+    """recipe=librispeech's own trainer, schedule and clipping settings build a Trainer and train
+    (its audio-hour schedule scaled down to the chirps, the model shrunk)."""
+    _run(chirp_manifests, tmp_path / "run", "recipe=librispeech", "trainer.accelerator=cpu", "trainer.precision=32-true",
+         "schedule.global_batch_seconds=9", "schedule.val_every_hours=0.005", "schedule.warmup_hours=0.0025",
+         "trainer.max_steps=2", "test=false")
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2

@@ -109,6 +109,13 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
     return loggers
 
 
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], loggers: list[Any]) -> L.Trainer:
+    """The Lightning Trainer of ``cfg.trainer``, with this machine's device defaults and checkpoints
+    written so that a kill never leaves a half-written one."""
+    return built(cfg.trainer, "trainer", default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False,
+                 plugins=[AtomicCheckpointIO(run_dir)], **devices.trainer_overrides(cfg.trainer, cfg.tf32))
+
+
 def check_launch(trainer: L.Trainer) -> None:
     """Refuse what cannot work: Lightning starts local DDP processes by running the command line
     again, which under a Hydra multirun (``-m``) would start the whole sweep once per device."""
@@ -196,9 +203,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     callbacks = build_callbacks(cfg.callbacks, run_dir)
     if not loggers:  # nothing to send learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = built(cfg.trainer, "trainer", default_root_dir=str(run_dir), callbacks=callbacks,
-                               logger=loggers or False, plugins=[AtomicCheckpointIO(run_dir)],  # kill-safe writes
-                               **devices.trainer_overrides(cfg.trainer, cfg.tf32))
+    trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     schedule = apply_schedule(cfg, trainer, datamodule)
     optim = OptimConfig(**{**OmegaConf.to_container(cfg.optim, resolve=True), "warmup_steps": schedule.warmup_steps})
     module = ASRModule(model, tokenizer, optim, run_config, datamodule.test_names, schedule)
