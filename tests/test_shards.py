@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 import torch
 
 from asr.audio import load_audio
@@ -300,3 +301,17 @@ def test_a_large_index_plans_from_compact_arrays():
     assert len(first) >= 10 and all(0 <= i < n for i in first)
     plan = sampler.plan()  # all 256 streams: every utterance once, as many batches each
     assert sum(len(b) for stream in plan for b in stream) == n and len({len(stream) for stream in plan}) == 1
+
+
+def test_librispeech_from_shards_keeps_the_recipe_batching_and_takes_eval_manifests_from_data_root(tmp_path):
+    files = compose_config("recipe=librispeech", f"data.root={tmp_path}")
+    shards = compose_config("recipe=librispeech", "data=librispeech_shards", f"data.root={tmp_path}",
+                            "data.corpus.splits.train=s3://bucket/ls960")
+    for key in ("batch_seconds", "num_buckets", "num_workers", "speeds", "sortagrad_epochs", "max_duration",
+                "val_splits", "test_splits"):
+        assert shards.data[key] == files.data[key], key
+    corpus = instantiate(shards.data.corpus)
+    assert corpus.splits == {"train": "s3://bucket/ls960", **{s: str(tmp_path / f"{s}.jsonl") for s in
+                                                              ("dev-clean", "dev-other", "test-clean", "test-other")}}
+    with pytest.raises(Exception, match=r"data.corpus.splits.train.*missing|Missing mandatory value: data.corpus.splits.train"):
+        instantiate(compose_config("recipe=librispeech", "data=librispeech_shards").data.corpus)

@@ -2,7 +2,9 @@
 
 Each split is a shard spec (a folder ``scripts/shard.py`` wrote, a glob, a brace range or a URL:
 :mod:`asr.data.shards.remote`) or, for small evaluation sets, a manifest (``.jsonl``, ``.json``,
-``.gz``). Nothing is prepared: the shards exist already, locally or remotely.
+``.gz``). Nothing is prepared: the shards exist already, locally or remotely. Relative local paths
+are taken from ``root`` when it is set (``data=librispeech_shards``: the folder holding the
+prepared dev and test manifests).
 """
 
 from __future__ import annotations
@@ -22,17 +24,25 @@ class ShardCorpus:
 
     Args:
         splits: ``{split name: shard spec or manifest path}``.
+        root: the folder relative local paths in ``splits`` are in (default: the working directory).
         storage_options: passed to fsspec for remote shards (e.g. ``endpoint_url``, ``anon``).
         cache_dir: where remote shards are copied (default ``<tmp>/asr-shard-cache-<uid>``).
         cache_gb: the cache's bound in gigabytes (least recently read shards go first).
     """
 
-    def __init__(self, splits: Mapping[str, str], storage_options: Mapping[str, Any] | None = None,
-                 cache_dir: str | None = None, cache_gb: float = 20.0) -> None:
-        self.splits = dict(splits)
+    def __init__(self, splits: Mapping[str, str], root: str | None = None,
+                 storage_options: Mapping[str, Any] | None = None, cache_dir: str | None = None,
+                 cache_gb: float = 20.0) -> None:
+        self.splits = {split: self._resolve(str(spec), root) for split, spec in splits.items()}
         self.storage_options = dict(storage_options or {})
         self.cache_dir, self.cache_gb = cache_dir, cache_gb
         self._sets: dict[str, ShardSet] = {}
+
+    @staticmethod
+    def _resolve(spec: str, root: str | None) -> str:
+        if root is None or "://" in spec or Path(spec).is_absolute():
+            return spec
+        return str(Path(root) / spec)
 
     def prepare(self) -> None:
         pass
