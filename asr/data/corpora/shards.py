@@ -10,6 +10,7 @@ prepared dev and test manifests).
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from asr.data.corpora.base import CorpusError
@@ -31,10 +32,10 @@ class ShardCorpus:
     """
 
     def __init__(self, splits: Mapping[str, str], root: str | None = None,
-                 storage_options: Mapping[str, Any] | None = None, cache_dir: str | None = None,
+                 storage_options: Mapping[str, Any] = MappingProxyType({}), cache_dir: str | None = None,
                  cache_gb: float = 20.0) -> None:
         self.splits = {split: self._resolve(str(spec), root) for split, spec in splits.items()}
-        self.storage_options = dict(storage_options or {})
+        self.storage_options = dict(storage_options)
         self.cache_dir, self.cache_gb = cache_dir, cache_gb
         self._sets: dict[str, ShardSet] = {}
 

@@ -1,11 +1,11 @@
 """Where shards live: local paths, globs, brace ranges and URLs (HTTP(S), s3://, gs://) -> shard files.
 
-``data.shards`` names the shards: ``/data/ls/{000000..000479}.tar``, ``/data/ls/*.tar``,
+A shard spec (``data.corpus.splits.train``) names the shards: ``/data/ls/{000000..000479}.tar``, ``/data/ls/*.tar``,
 ``https://host/ls/{000000..000479}.tar``, ``s3://bucket/ls/`` (a folder: all its index's shards), or a
 list of those. The shards must share one folder, where ``scripts/shard.py`` wrote the index.
 Remote files go through fsspec (``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``: ``pip install
 'asr[s3]'`` or ``'asr[gcs]'``), whose credentials are read the standard way of each (AWS_* variables,
-~/.aws, instance roles; Google's application default credentials); ``data.storage_options`` passes
+~/.aws, instance roles; Google's application default credentials); ``data.corpus.storage_options`` passes
 more (an ``endpoint_url``, ``anon: true`` for a public bucket).
 
 Every remote read is retried: RETRIES attempts, waiting BACKOFF_S, then twice as long each time,
@@ -79,7 +79,7 @@ def _permanent(err: BaseException) -> str | None:
         return "not found"
     if "Credentials" in name or "NoCredential" in str(err):
         return ("no credentials to read it: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or "
-                "data.storage_options.anon=true for a public bucket")
+                "+data.corpus.storage_options.anon=true for a public bucket")
     if isinstance(err, PermissionError) or "AccessDenied" in str(err) or "Forbidden" in str(err):
         return f"access denied ({_first_line(err)}): check the credentials' rights on it"
     return None
