@@ -19,6 +19,7 @@ while the training process writes its checkpoint (``asr.training.preemption``).
 from __future__ import annotations
 
 import logging
+import random
 import signal
 from typing import Any, Iterator, Sequence
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from asr.data.batching import Collate, DurationBatchSampler
+from asr.data.batching import Batch, Collate, DurationBatchSampler
 from asr.data.corpora.base import Corpus, CorpusError
 from asr.data.dataset import AudioDataset, prepare_utterances
 from asr.data.manifest import read_manifest
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _SEED_STRIDE = 1_000_003  # DataLoader generator seed = seed * stride + (epoch + 1 for training, 0 for evaluation)
 PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")  # left to the training process
+STATS_BATCH = 32  # utterances per batch of sample_batches
 
 
 def _worker_init(worker_id: int) -> None:
@@ -217,6 +219,22 @@ class ASRDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self._joined(self.val_splits))
+
+    def sample_batches(self, count: int, batch_size: int = STATS_BATCH) -> Iterator[Batch]:
+        """Batches of ``count`` training utterances, the same on every rank and in every run (for
+        statistics measured before training: ``features.normalize=global``). From files, a seeded
+        random sample; from shards, the first shards' utterances (a remote set fetches only those).
+        Unreadable items are left out. Read in this process; the training loader is not touched."""
+        dataset = self._joined(self.train_splits)
+        if isinstance(dataset, ShardDataset):
+            chosen = np.flatnonzero(dataset.keep)[:count].tolist()  # the index is grouped by shard
+        else:
+            chosen = sorted(random.Random(self.seed).sample(range(len(dataset)), min(count, len(dataset))))
+        collate = Collate(self.sample_rate)
+        for first in range(0, len(chosen), batch_size):
+            batch = collate([dataset[i] for i in chosen[first:first + batch_size]])
+            if batch is not None:
+                yield batch
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self._eval_loader(self.datasets[s]) for s in self.test_splits]

@@ -4,9 +4,11 @@ In: waveforms ``(batch, samples)`` float32 at ``FeatureConfig.sample_rate`` and 
 ``(batch,)`` int64. Out: log-probs ``(batch, frames, vocab)`` float32 and frame lengths ``(batch,)``
 int64, at ``output_frame_rate`` frames per second. Padding never changes an utterance's output.
 
-- ``features``: log-mel filterbanks, per-utterance normalization and SpecAugment (on the model's device).
+- ``features``: log-mel filterbanks, normalization (per utterance or global) and SpecAugment (on the model's device).
 - ``lstm``: the bidirectional LSTM stacks (split per direction, or packed ``nn.LSTM``).
+- ``chunked``: the split stack read in chunks with a right context (latency-controlled BiLSTM).
 - ``acoustic``: :class:`AcousticModel` = features -> convolutional subsampling -> BiLSTM -> log-probs.
+- ``streaming``: audio in pieces, many streams at once -> the log-probs of the frames that are final.
 - ``checkpoint``: a training checkpoint -> the model and its tokenizer (:func:`load_checkpoint`).
 """
 

@@ -4,7 +4,7 @@
       -> LogMel features (batch, n_mels, frames)            [asr.model.features]
       -> SpecAugment (training only)
       -> ConvSubsampling (batch, frames / stride, channels * mels / freq_stride)
-      -> BiLSTM stack (batch, frames / stride, 2 * hidden) [asr.model.lstm]
+      -> BiLSTM stack (batch, frames / stride, 2 * hidden) [asr.model.lstm; chunked: asr.model.chunked]
       -> Linear + log_softmax (batch, frames / stride, vocab)
 
 Every length is derived from the layers' own parameters, and padding is masked after every
@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from asr.model.features import FeatureConfig, LogMel, SpecAugment, SpecAugmentConfig, time_mask
-from asr.model.lstm import RNN_IMPLS, build_rnn
+from asr.model.chunked import chunked_forward
+from asr.model.lstm import RNN_IMPLS, SplitBiLSTM, build_rnn
 
 
 @dataclass
@@ -60,6 +61,10 @@ class ModelConfig:
     hidden_size: int = 256  # LSTM units per direction
     dropout: float = 0.1  # between LSTM layers and before the output layer
     rnn_impl: str = "auto"  # auto (= split) | split: per-direction LSTMs, fast on GPUs | packed: nn.LSTM on packed sequences
+    # Latency-controlled BiLSTM (asr.model.chunked), for streaming: the LSTMs read chunks of `chunk`
+    # seconds, each with `right_context` seconds after it; 0: whole utterances (not streamable).
+    chunk: float = 0.0
+    right_context: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("rnn_layers", "hidden_size"):
@@ -69,6 +74,13 @@ class ModelConfig:
             raise ValueError(f"dropout={self.dropout}: must be in [0, 1)")
         if self.rnn_impl not in RNN_IMPLS:
             raise ValueError(f"rnn_impl={self.rnn_impl}: must be one of {', '.join(RNN_IMPLS)}")
+        if self.chunk < 0 or self.right_context < 0:
+            raise ValueError(f"chunk={self.chunk}, right_context={self.right_context}: seconds, at least 0")
+        if self.right_context > 0 and self.chunk == 0:
+            raise ValueError(f"right_context={self.right_context} needs a chunk (model.chunk, seconds); chunk=0 reads "
+                             "whole utterances")
+        if self.chunk > 0 and self.rnn_impl == "packed":
+            raise ValueError("chunk: the chunked LSTM is the split stack's; set rnn_impl=split (or auto)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -121,6 +133,17 @@ def subsampled_lengths(lengths: torch.Tensor, kernels: Sequence[int], strides: S
     return lengths
 
 
+def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int, int]:
+    """``(stride, left, right)``: output frame ``j`` of these convolutions (padding ``kernel // 2``)
+    reads input frames ``j * stride - left`` to ``j * stride + right``."""
+    stride, left, right = 1, 0, 0
+    for kernel, step in zip(kernels, strides):
+        pad = kernel // 2
+        left, right = pad * stride + left, (kernel - 1 - pad) * stride + right
+        stride *= step
+    return stride, left, right
+
+
 def _conv_out(size: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     """Output size of a convolution with padding ``kernel // 2``: int64 tensor (or an int)."""
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
@@ -148,6 +171,19 @@ class AcousticModel(nn.Module):
         self.rnn = build_rnn(cfg.rnn_impl, self.subsampling.output_size, cfg.hidden_size, cfg.rnn_layers, cfg.dropout)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.rnn.output_size, vocab_size)
+        self.chunk_frames, self.right_frames = 0, 0  # output frames; 0: whole utterances
+        self.set_latency(cfg.chunk, cfg.right_context)
+
+    def set_latency(self, chunk: float, right_context: float = 0.0) -> None:
+        """Read the LSTMs in chunks of ``chunk`` seconds, each with ``right_context`` seconds after it
+        (0: whole utterances). A model trained on whole utterances can stream this way too, at the
+        accuracy benchmarks/streaming.py measures. Rounded to whole output frames, at least one."""
+        if chunk > 0 and not isinstance(self.rnn, SplitBiLSTM):
+            raise ValueError("the chunked LSTM is the split stack's: build the model with rnn_impl=split "
+                             "(a packed model's weights load into it)")
+        rate = self.output_frame_rate
+        self.chunk_frames = max(1, round(chunk * rate)) if chunk > 0 else 0
+        self.right_frames = round(right_context * rate) if chunk > 0 else 0
 
     @property
     def output_frame_rate(self) -> float:
@@ -158,9 +194,13 @@ class AcousticModel(nn.Module):
         feats, n_frames = self.features(waveforms, lengths)  # (batch, n_mels, frames)
         feats = self.specaugment(feats)
         x, n_out = self.subsampling(feats, n_frames)  # (batch, frames', conv features)
-        x = self.rnn(x, n_out)  # (batch, frames', 2 * hidden)
+        x = self._chunked_rnn(x, n_out) if self.chunk_frames > 0 else self.rnn(x, n_out)  # (batch, frames', 2 * hidden)
         logits = self.head(self.dropout(x))  # (batch, frames', vocab)
         return logits.float().log_softmax(-1), n_out
+
+    @torch.jit.unused  # TorchScript exports are of whole-utterance models
+    def _chunked_rnn(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return chunked_forward(self.rnn, x, lengths, self.chunk_frames, self.right_frames)
 
     def config_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture (weights aside)."""

@@ -5,6 +5,12 @@ evaluation and decoding cannot drift apart and the extraction runs on the GPU, n
 workers. Frames are computed so that padding never changes a real frame: each waveform is framed
 as if it were alone (zeros beyond both ends), and statistics ignore padded frames. A batched
 utterance therefore gets exactly the features it gets on its own.
+
+Normalization (``FeatureConfig.normalize``): "utterance" (zero mean, unit variance per utterance
+and mel bin: needs the whole utterance, so a stream can only estimate it), "global" (one mean and
+deviation per mel bin for every input, measured on the training set before training starts and kept
+in the model's state: frames are normalized one by one, so a stream gets exactly what a file gets),
+or "none".
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
-NORMALIZATIONS = ("utterance", "none")
+NORMALIZATIONS = ("utterance", "global", "none")
+VARIANCE_FLOOR = 1e-5  # added to every variance before its square root
 
 
 @dataclass
@@ -31,7 +38,8 @@ class FeatureConfig:
     f_min: float = 20.0  # Hz
     f_max: float | None = None  # Hz; None = sample_rate / 2
     log_floor: float = 1e-6  # added to the mel energies before the log
-    normalize: str = "utterance"  # "utterance": zero mean, unit variance per utterance and mel bin; "none"
+    normalize: str = "utterance"  # "utterance": per utterance and mel bin | "global": training-set statistics | "none"
+    global_stats_utterances: int = 1000  # normalize=global: training utterances its statistics are measured on
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
@@ -47,6 +55,8 @@ class FeatureConfig:
             raise ValueError(f"log_floor={self.log_floor}: must be positive")
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize={self.normalize}: must be one of {', '.join(NORMALIZATIONS)}")
+        if self.global_stats_utterances < 1:
+            raise ValueError(f"global_stats_utterances={self.global_stats_utterances}: must be at least 1")
 
     @property
     def frame_rate(self) -> float:
@@ -99,7 +109,12 @@ class LogMel(nn.Module):
         )
         # What forward reads, as plain attributes (TorchScript does not read the config).
         self.hop_length, self.log_floor = config.hop_length, config.log_floor
-        self.normalize = config.normalize == "utterance"  # else "none" (FeatureConfig checks)
+        self.normalize = config.normalize == "utterance"
+        self.global_normalize = config.normalize == "global"
+        if self.global_normalize:  # the training set's statistics (set_global_stats), saved with the weights
+            self.register_buffer("global_mean", torch.zeros(config.n_mels))
+            self.register_buffer("global_scale", torch.ones(config.n_mels))  # 1 / deviation
+            self.register_buffer("global_frames", torch.zeros((), dtype=torch.int64))  # 0: not measured yet
         # The STFT as a strided convolution with the windowed DFT basis (cosines, then sines, of the
         # n_fft // 2 + 1 bins), the window centred in the n_fft frame as torch.stft places it: the
         # same numbers as self.mel's spectrogram (within float rounding), real-valued all the way
@@ -126,12 +141,41 @@ class LogMel(nn.Module):
         mask = time_mask(n_frames, feats.shape[-1])[:, None, :]  # (batch, 1, frames)
         if self.normalize:
             feats = _normalize(feats, mask, n_frames)
+        elif self.global_normalize:
+            feats = self.normalize_frames(feats)
         return feats.masked_fill(~mask, 0.0), n_frames
 
+    def normalize_frames(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(batch, n_mels, frames)`` log-mel -> normalized with the global statistics."""
+        return (feats - self.global_mean[:, None]) * self.global_scale[:, None]
+
+    @torch.no_grad()
+    def set_global_stats(self, total: torch.Tensor, squares: torch.Tensor, frames: int) -> None:
+        """The global statistics from per-bin sums of log-mel values and of their squares over
+        ``frames`` frames (:meth:`frame_sums`, added up over a sample of the training set)."""
+        mean = total.double() / frames
+        var = (squares.double() / frames - mean * mean).clamp_min(0)
+        self.global_mean.copy_(mean.float())
+        self.global_scale.copy_(torch.rsqrt(var + VARIANCE_FLOOR).float())
+        self.global_frames.fill_(frames)
+
+    @torch.no_grad()
+    def frame_sums(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Per mel bin, the sum of the log-mel values and of their squares over the valid frames
+        of a batch, in float64 ``(n_mels,)``, and the number of frames."""
+        with torch.autocast(waveforms.device.type, enabled=False):
+            feats = self._log_mel(waveforms).double()
+        n_frames = frame_lengths(lengths, self.hop_length)
+        valid = feats.masked_fill(~time_mask(n_frames, feats.shape[-1])[:, None, :], 0.0)
+        return valid.sum((0, 2)), (valid * valid).sum((0, 2)), int(n_frames.sum())
     def _log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
         """``(batch, n_mels, frames)``: each waveform framed as if alone (zeros beyond both ends)."""
-        padded = nn.functional.pad(waveforms.float(), (self.pad_left, self.pad_right))
-        parts = nn.functional.conv1d(padded[:, None], self.dft, stride=self.hop_length)
+        return self.log_mel_frames(nn.functional.pad(waveforms.float(), (self.pad_left, self.pad_right)))
+
+    def log_mel_frames(self, samples: torch.Tensor) -> torch.Tensor:
+        """``(batch, samples)`` -> ``(batch, n_mels, frames)`` log-mel, unnormalized: frame ``t`` reads
+        samples ``t * hop_length`` to ``t * hop_length + win_length`` (no padding added here)."""
+        parts = nn.functional.conv1d(samples.float()[:, None], self.dft, stride=self.hop_length)
         real, imag = parts[:, : self.bins], parts[:, self.bins :]
         power = real * real + imag * imag  # |X|^2: (batch, bins, frames)
         return torch.log(self.mel.mel_scale(power) + self.log_floor)
@@ -143,7 +187,7 @@ def _normalize(feats: torch.Tensor, mask: torch.Tensor, n_frames: torch.Tensor) 
     valid = feats.masked_fill(~mask, 0.0)
     mean = valid.sum(-1, keepdim=True) / count
     var = ((valid - mean).masked_fill(~mask, 0.0) ** 2).sum(-1, keepdim=True) / count
-    return (feats - mean) * torch.rsqrt(var + 1e-5)
+    return (feats - mean) * torch.rsqrt(var + VARIANCE_FLOOR)
 
 
 class SpecAugment(nn.Module):

@@ -160,6 +160,23 @@ class ASRModule(L.LightningModule):
             self.schedule = {**limits, "total": int(self.trainer.estimated_stepping_batches)}
         return self.schedule["total"]
 
+    def on_fit_start(self) -> None:
+        """Measure the global feature statistics (``features.normalize=global``) before the first
+        step; a resumed or fine-tuned model keeps the ones in its weights."""
+        features = self.model.features
+        if features.global_normalize and int(features.global_frames) == 0:
+            count = self.model.feature_config.global_stats_utterances
+            total = squares = 0.0
+            frames = 0
+            for batch in self.trainer.datamodule.sample_batches(count):
+                t, s, n = features.frame_sums(batch.waveforms.to(self.device), batch.lengths.to(self.device))
+                total, squares, frames = total + t, squares + s, frames + n
+            if frames == 0:
+                raise RuntimeError("features.normalize=global: no training utterance could be read to measure "
+                                   "the feature statistics")
+            features.set_global_stats(total, squares, frames)
+            log.info("features: global statistics from %d training utterances (%d frames)", count, frames)
+
     def on_train_start(self) -> None:
         if self.plan is not None and self.trainer.is_global_zero:
             steps = math.ceil(self.trainer.num_training_batches / max(1, self.trainer.accumulate_grad_batches))
