@@ -6,7 +6,8 @@ resamples with torchaudio. torchaudio 2.9+ no longer decodes audio by itself, he
 
 A :class:`Segment` (a span of a longer file: NeMo's ``offset``, a Lhotse cut) goes wherever a path
 goes: ``audio_info`` and ``load_audio`` read it as if it were a file of its own. ``decode_audio``
-decodes bytes already in memory (a member of a shard).
+decodes bytes already in memory (a member of a shard). :class:`StreamResampler` resamples audio
+that arrives in pieces (a stream), giving the samples the whole recording's resampling gives.
 
 Every failure is an :class:`AudioError` whose message starts with the file's path, so a corpus
 loader can report it and skip the file, and a CLI can print it as one line.
@@ -15,6 +16,7 @@ loader can report it and skip the file, and a CLI can print it as one line.
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +155,59 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Ten
     if orig_rate == new_rate:
         return waveform
     return AF.resample(waveform, orig_rate, new_rate)
+
+
+# torchaudio's resample defaults, which StreamResampler's context is sized from
+LOWPASS_FILTER_WIDTH, ROLLOFF = 6, 0.99
+
+
+class StreamResampler:
+    """Samples arriving in pieces at ``orig_rate`` -> the same signal at ``new_rate``, the samples of
+    :func:`resample` over the whole recording (within float rounding), each as soon as the input
+    around it has arrived.
+
+    torchaudio resamples in blocks: every ``orig / gcd`` input samples give ``new / gcd`` output
+    samples, read from the input around the block. Blocks are computed once enough input on both
+    sides of them is here, with whole blocks of left context so that they line up with the whole
+    recording's; :meth:`finish` pads zeros after the end, as :func:`resample` does.
+    """
+
+    def __init__(self, orig_rate: int, new_rate: int) -> None:
+        g = math.gcd(orig_rate, new_rate)
+        self.orig_rate, self.new_rate = orig_rate, new_rate
+        self.block_in, self.block_out = orig_rate // g, new_rate // g
+        width = math.ceil(LOWPASS_FILTER_WIDTH * self.block_in / (ROLLOFF * min(self.block_in, self.block_out)))
+        self.context = math.ceil((width + 1) / self.block_in) + 1  # blocks of context on each side
+        self.pending = torch.zeros(self.context * self.block_in)  # input from block `next - context` on
+        self.next = 0  # the next block to output
+        self.received = 0
+
+    def __call__(self, samples: torch.Tensor) -> torch.Tensor:
+        """Add input; return the output samples that are now final (maybe none)."""
+        if self.orig_rate == self.new_rate:
+            return samples
+        self.pending = torch.cat([self.pending, samples.float().reshape(-1)])
+        self.received += samples.numel()
+        return self._blocks(self.pending.numel() // self.block_in - 2 * self.context)
+
+    def finish(self) -> torch.Tensor:
+        """The output's last samples (the input's end is padded with zeros)."""
+        if self.orig_rate == self.new_rate:
+            return torch.zeros(0)
+        total = math.ceil(self.new_rate * self.received / self.orig_rate)
+        blocks_needed = -(-total // self.block_out) - self.next
+        self.pending = torch.cat([self.pending, torch.zeros((blocks_needed + self.context + 1) * self.block_in)])
+        out = self._blocks(blocks_needed)
+        return out[: max(0, total - (self.next - blocks_needed) * self.block_out)]
+
+    def _blocks(self, n: int) -> torch.Tensor:
+        if n <= 0:
+            return torch.zeros(0)
+        span = (n + 2 * self.context) * self.block_in
+        out = AF.resample(self.pending[:span], self.block_in, self.block_out)
+        self.pending = self.pending[n * self.block_in:]
+        self.next += n
+        return out[self.context * self.block_out: (self.context + n) * self.block_out]
 
 
 def _check_file(path: str | os.PathLike) -> None:

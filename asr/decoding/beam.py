@@ -184,7 +184,13 @@ class BeamDecoder:
             _loaded = (plan, words, _kenlm(plan.lm, words) if plan.lm else None)
         self._loaded = _loaded
         self.uses_lexicon = _loaded[0].lexicon is not None
+        self.boundary = self._tokens.index(WORD_BOUNDARY)
         self._decoder = self._build()
+
+    def stream_search(self) -> Any:
+        """A search of its own for one stream (torchaudio's CTCDecoder, stepped with ``decode_step``),
+        sharing the loaded LM; a lexicon's trie is built again for it."""
+        return self._build()
 
     def _build(self) -> Any:
         from torchaudio.models.decoder import ctc_decoder
@@ -211,7 +217,7 @@ class BeamDecoder:
         lengths = lengths.detach().cpu().to(torch.int32)
         searched = (emissions, lengths)
         if self.uses_lexicon:
-            searched = _end_with_boundary(emissions, lengths, self._tokens.index(WORD_BOUNDARY))
+            searched = _end_with_boundary(emissions, lengths, self.boundary)
         hyps = []
         for result, length in zip(self._decoder(searched[0].contiguous(), searched[1]), lengths.tolist()):
             best = result[0]

@@ -34,11 +34,15 @@ from asr.decoding.greedy import Decoder, hypothesis_text, split_at_pauses
 from asr.decoding.options import DecodeOptions, stored_options
 from asr.inference.alignment import Word, align_words
 from asr.inference.emitters import Emitter, TorchEmitter, open_model, pick_device  # noqa: F401 (pick_device: API)
+from asr.inference.stream import DEFAULT_ENDPOINT, Stream, stream_decoder
 from asr.inference.windows import Window, WindowConfig, run_windows, segment_bounds, stream_log_probs
 from asr.model.acoustic import AcousticModel
+from asr.model.streaming import StreamingModel
 from asr.text import CharTokenizer
 
 DEFAULT_BATCH_SECONDS = 120.0  # padded audio per inference batch
+# Streaming latency for a model trained on whole utterances (seconds): benchmarks/streaming.py measures it
+DEFAULT_CHUNK, DEFAULT_RIGHT_CONTEXT = 0.5, 0.5
 
 Progress = Callable[[float], None]  # told the seconds of audio just processed
 
@@ -86,6 +90,7 @@ class Recognizer:
         self.options = options or DecodeOptions()
         self.decoder = decoder or build_decoder(self.options, tokenizer)
         self.windows = windows or WindowConfig()
+        self._engines: dict[tuple[float | None, float | None], StreamingModel] = {}  # stream() latency -> engine
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = "auto",
@@ -113,6 +118,25 @@ class Recognizer:
             for i, lp in zip(group, run_windows(self.runner, [waveforms[i] for i in group], self.tokenizer.blank)):
                 texts[i] = self.decode(Emission(None, lp, durations[i])).text
         return [texts[i] for i in range(len(waveforms))]
+
+    # --- streams --------------------------------------------------------------------------------
+
+    def stream(self, sample_rate: int | None = None, chunk: float | None = None, right_context: float | None = None,
+               endpoint: float = DEFAULT_ENDPOINT) -> Stream:
+        """A stream to feed audio as it arrives (:mod:`asr.inference.stream`), decoded with this
+        recognizer's decoder. ``chunk`` and ``right_context`` (seconds) default to the model's own
+        (``model.chunk``), or DEFAULT_CHUNK and DEFAULT_RIGHT_CONTEXT for a model trained on whole
+        utterances; ``sample_rate`` (default the model's) is what ``accept`` is given."""
+        module = getattr(self.runner, "module", None)
+        if not isinstance(module, AcousticModel):
+            raise ValueError(f"{self.runner.description}: streaming runs a training checkpoint (.ckpt) in PyTorch")
+        if chunk is None and module.chunk_frames == 0:
+            chunk, right_context = DEFAULT_CHUNK, DEFAULT_RIGHT_CONTEXT
+        key = (chunk, right_context)
+        if key not in self._engines:
+            self._engines[key] = StreamingModel(module, chunk, right_context)
+        return Stream(self._engines[key], stream_decoder(self.decoder, self.tokenizer.blank), self.tokenizer,
+                      sample_rate or self.sample_rate, self.options.word_pause, endpoint)
 
     # --- files -> log-probs ---------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ the sizes of its pieces, for a model normalized globally or not at all.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,7 @@ from torch import nn
 from asr.model.acoustic import AcousticModel, receptive_field, subsampled_lengths
 from asr.model.chunked import run_windows
 from asr.model.features import VARIANCE_FLOOR, frame_lengths
+from asr.model.lstm import SplitBiLSTM
 
 
 @dataclass
@@ -78,6 +80,7 @@ class StreamingModel:
     """
 
     def __init__(self, model: AcousticModel, chunk: float | None = None, right_context: float | None = None) -> None:
+        model = _streamable(model)  # its own latency settings; the weights stay shared
         if chunk is not None:
             model.set_latency(chunk, right_context or 0.0)
         if model.chunk_frames == 0:
@@ -252,3 +255,15 @@ class StreamingModel:
             state.conv = state.conv[keep - state.conv_start:]
             state.conv_start = keep
         return results
+
+
+def _streamable(model: AcousticModel) -> AcousticModel:
+    """A shallow copy of ``model`` (shared weights, latency of its own), with the split LSTM stack
+    the chunked mode needs: a packed model's weights are loaded into one (a copy of them)."""
+    if isinstance(model.rnn, SplitBiLSTM):
+        return copy.copy(model)
+    config = model.config_dict()
+    config["model"] = {**config["model"], "rnn_impl": "split"}
+    split = AcousticModel.from_config_dict(config)
+    split.load_state_dict(model.state_dict())
+    return split.to(next(model.parameters()).device)
