@@ -24,12 +24,14 @@ ALLOWED = {
     "decoding": {"shared", "data"},
     "training": {"shared", "data", "model", "decoding"},
     "inference": {"shared", "data", "model", "decoding"},  # not training: no Lightning in inference
-    "cli": {"shared", "data", "model", "decoding", "training", "inference"},
+    "serving": {"shared", "data", "model", "decoding", "inference"},  # the server: inference behind FastAPI
+    "cli": {"shared", "data", "model", "decoding", "training", "inference", "serving"},
 }
 FACADE = {"asr", "asr._moved"}  # the package's front door re-exports from the wings; _moved maps old paths
 MAX_LINES = 400
 DATA_TABLES = {"asr/data/corpora/sentences.py"}  # the synthetic corpus's sentence list
-COMMANDS = ("train", "evaluate", "decode", "prepare", "make_manifest", "build_lm", "tune_lm", "export", "shard")
+COMMANDS = ("train", "evaluate", "decode", "prepare", "make_manifest", "build_lm", "tune_lm", "export", "shard",
+            "serve")
 
 
 def _modules() -> dict[str, Path]:

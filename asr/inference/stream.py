@@ -8,8 +8,9 @@
     final = stream.finish()                                  # the last words; stream.transcript: all of it
 
 A stream's audio goes through :class:`~asr.model.streaming.StreamingModel` (final log-probs as soon as
-the latency allows) and a stream decoder (:mod:`asr.decoding.streaming`: greedy or beam search with the
-recognizer's LM and lexicon); committed symbols become words when a space, a pause of
+the latency allows; for a streaming ONNX export, :class:`~asr.inference.onnx_stream.OnnxStreamingModel`)
+and a stream decoder (:mod:`asr.decoding.streaming`: greedy or beam search with the recognizer's LM and
+lexicon); committed symbols become words when a space, a pause of
 ``word_pause`` or the end follows them, or an endpoint (a pause of ``endpoint`` seconds after speech,
 which also ends a line). A word's times are those of the frames that emitted its first and last
 characters, its confidence the mean posterior of its characters there. The final text is the text
@@ -33,6 +34,7 @@ from asr.decoding.beam import BeamDecoder
 from asr.decoding.greedy import Hypothesis
 from asr.decoding.streaming import BeamStream, GreedyStream, StreamDecoder
 from asr.inference.alignment import Word
+from asr.inference.onnx_stream import OnnxStreamingModel
 from asr.model.streaming import StreamingModel
 from asr.text import CharTokenizer
 
@@ -60,13 +62,14 @@ class _Token:
 class Stream:
     """One stream (see the module docstring); made by ``Recognizer.stream``."""
 
-    def __init__(self, engine: StreamingModel, decoder: StreamDecoder, tokenizer: CharTokenizer, sample_rate: int,
-                 word_pause: float = 0.0, endpoint: float = DEFAULT_ENDPOINT) -> None:
+    def __init__(self, engine: StreamingModel | OnnxStreamingModel, decoder: StreamDecoder, tokenizer: CharTokenizer,
+                 sample_rate: int, word_pause: float = 0.0, endpoint: float = DEFAULT_ENDPOINT) -> None:
         self.engine, self.decoder, self.tokenizer = engine, decoder, tokenizer
         self.state = engine.new_state()
         self.sample_rate = sample_rate
         self.resampler = StreamResampler(sample_rate, engine.sample_rate) if sample_rate != engine.sample_rate else None
-        self.frame_rate = engine.model.output_frame_rate
+        onnx = isinstance(engine, OnnxStreamingModel)
+        self.frame_rate = engine.frame_rate if onnx else engine.model.output_frame_rate
         self.space = tokenizer.encode(" ")[0]
         self.pause_frames = round(word_pause * self.frame_rate)
         self.endpoint_frames = max(1, round(endpoint * self.frame_rate)) if endpoint > 0 else 0
@@ -99,11 +102,15 @@ class Stream:
         self.feed(samples)
         return step_streams([self])[0]
 
-    def finish(self) -> StreamUpdate:
-        """No more audio: the last words (``final`` is set)."""
+    def close_input(self) -> None:
+        """No more audio; nothing is computed until a step (which gives the last words)."""
         if self.resampler is not None and not self.state.finished:
             self.engine.accept(self.state, self.resampler.finish())
         self.engine.finish(self.state)
+
+    def finish(self) -> StreamUpdate:
+        """No more audio: the last words (``final`` is set)."""
+        self.close_input()
         return step_streams([self])[0]
 
     # --- log-probs -> words (step_streams calls these) ---------------------------------------------
