@@ -7,7 +7,8 @@ resamples with torchaudio. torchaudio 2.9+ no longer decodes audio by itself, he
 A :class:`Segment` (a span of a longer file: NeMo's ``offset``, a Lhotse cut) goes wherever a path
 goes: ``audio_info`` and ``load_audio`` read it as if it were a file of its own. ``decode_audio``
 decodes bytes already in memory (a member of a shard). :class:`StreamResampler` resamples audio
-that arrives in pieces (a stream), giving the samples the whole recording's resampling gives.
+that arrives in pieces (a stream), giving the samples the whole recording's resampling gives;
+:func:`pcm_pieces` reads a pipe of WAV or raw PCM as it arrives.
 
 Every failure is an :class:`AudioError` whose message starts with the file's path, so a corpus
 loader can report it and skip the file, and a CLI can print it as one line.
@@ -20,6 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -155,6 +157,77 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Ten
     if orig_rate == new_rate:
         return waveform
     return AF.resample(waveform, orig_rate, new_rate)
+
+
+PCM_BLOCK_SECONDS = 0.1  # audio per piece read from a pipe
+
+
+def pcm_pieces(stream: BinaryIO, raw_rate: int | None = None, name: str = "<stdin>") -> tuple[int, Iterator[torch.Tensor]]:
+    """A pipe of audio -> its sample rate and its mono float32 samples in pieces of about
+    PCM_BLOCK_SECONDS, read as they arrive: a WAV stream (16-bit or 32-bit integer, or 32-bit float;
+    ``arecord -f S16_LE -r 16000``, ``ffmpeg ... -f wav -``: the header's data size is not trusted), or
+    raw 16-bit little-endian PCM at ``raw_rate`` (``ffmpeg ... -f s16le -ac 1 -ar 16000 -``).
+    AudioError for a stream that is neither."""
+    head = _read_exactly(stream, 12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        rate, channels, dtype = _wav_header(stream, name)
+    elif raw_rate:
+        rate, channels, dtype = raw_rate, 1, np.dtype("<i2")
+    else:
+        raise AudioError(name, "not a WAV stream; for raw 16-bit PCM give its sample rate (--raw-rate 16000)")
+    frame = channels * dtype.itemsize
+    block = max(1, round(rate * PCM_BLOCK_SECONDS)) * frame
+
+    def pieces() -> Iterator[torch.Tensor]:
+        rest = b"" if head[:4] == b"RIFF" else head
+        while True:
+            data = rest + (stream.read(block) or b"")
+            if len(data) < frame:
+                return
+            usable = len(data) - len(data) % frame
+            rest = data[usable:]
+            samples = np.frombuffer(data[:usable], dtype=dtype).reshape(-1, channels).astype(np.float32)
+            if dtype.kind == "i":
+                samples /= float(2 ** (8 * dtype.itemsize - 1))
+            yield torch.from_numpy(samples.mean(axis=1))
+
+    return rate, pieces()
+
+
+def _wav_header(stream: BinaryIO, name: str) -> tuple[int, int, np.dtype]:
+    """The chunks after ``RIFF....WAVE`` up to ``data``: sample rate, channels and sample type."""
+    fmt = None
+    while True:
+        chunk = _read_exactly(stream, 8)
+        if len(chunk) < 8:
+            raise AudioError(name, "WAV stream ended before its data")
+        size = int.from_bytes(chunk[4:8], "little")
+        if chunk[:4] == b"data":
+            break
+        body = _read_exactly(stream, size + size % 2)
+        if chunk[:4] == b"fmt ":
+            fmt = body
+    if fmt is None:
+        raise AudioError(name, "WAV stream without a fmt chunk")
+    tag, channels, rate = int.from_bytes(fmt[0:2], "little"), int.from_bytes(fmt[2:4], "little"), \
+        int.from_bytes(fmt[4:8], "little")
+    bits = int.from_bytes(fmt[14:16], "little")
+    if tag == 0xFFFE and len(fmt) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real tag opens the sub-format GUID
+        tag = int.from_bytes(fmt[24:26], "little")
+    types = {(1, 16): "<i2", (1, 32): "<i4", (3, 32): "<f4"}
+    if (tag, bits) not in types or channels < 1 or rate < 1:
+        raise AudioError(name, f"WAV stream of format {tag}, {bits} bits: use 16-bit or 32-bit PCM, or 32-bit float")
+    return rate, channels, np.dtype(types[tag, bits])
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = stream.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 # torchaudio's resample defaults, which StreamResampler's context is sized from

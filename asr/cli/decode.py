@@ -22,6 +22,7 @@ from asr.cli.common import (
     run,
     setup_logging,
 )
+from asr.cli.live import add_stream_args, run_stream
 from asr.data.manifest import AUDIO_EXTENSIONS, read_manifest
 from asr.files import atomic_write
 from asr.inference.recognizer import DEFAULT_BATCH_SECONDS, Transcript, expand_paths
@@ -38,13 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog=PROG, description="Transcribe audio files of any length (any rate, mono or stereo, "
                                       "WAV/FLAC/OGG/...), with timed words and subtitles.",
         epilog="examples:\n  decode.py model.ckpt talk.flac --format srt > talk.srt\n"
+               "  arecord -f S16_LE -r 16000 | decode.py model.ckpt --stream -     # live, lines as they are spoken\n"
+               "  decode.py model.ckpt --mic --format jsonl                       # the microphone, JSON lines\n"
                "  decode.py model.ckpt recordings/ --format jsonl -o out.jsonl --lm lm.arpa\n"
                "  decode.py model.int8.onnx recordings/ --threads 2     # an export: no checkpoint needed\n"
                "  find . -name '*.wav' | decode.py model.ckpt - --format txt",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help=MODEL_HELP)
-    parser.add_argument("audio", nargs="+", help="audio files, folders (searched recursively), JSON-lines "
-                                                 "manifests (.jsonl), or - to read paths from stdin")
+    parser.add_argument("audio", nargs="*", help="audio files, folders (searched recursively), JSON-lines "
+                                                 "manifests (.jsonl), or - to read paths from stdin; with "
+                                                 "--stream, one stream (- for audio on stdin)")
     parser.add_argument("-o", "--output", help="write to this file instead of stdout; for srt/vtt, a folder "
                                                "that gets one <name>.srt/.vtt per recording")
     parser.add_argument("--format", choices=FORMATS, default="tsv",
@@ -57,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_model_args(parser)
     add_decoding_args(parser)
     add_window_args(parser)
-    return run(parser.prog, _decode, parser.parse_args(argv))
+    add_stream_args(parser)
+    args = parser.parse_intermixed_args(argv)  # "CKPT --stream -": the stream's - after an option
+    if not args.audio and not args.mic:
+        parser.error("give audio files, folders or manifests, - for paths on stdin, or --stream/--mic")
+    return run(parser.prog, _decode, args)
 
 
 def _audio_inputs(items: Sequence[str]) -> list[Path]:
@@ -80,6 +88,8 @@ def _decode(args: argparse.Namespace) -> int:
     from asr.inference.writers import SUBTITLE_FORMATS, TIMED_FORMATS
 
     recognizer = build_recognizer(args, decode_options(args))
+    if args.stream or args.mic:
+        return run_stream(args, recognizer)
     paths = _audio_inputs(args.audio)
     if not paths:
         raise Fail(f"no audio files found in {' '.join(args.audio)}")
