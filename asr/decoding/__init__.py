@@ -7,6 +7,7 @@ turns it into normalized text.
 
 - ``greedy``: :class:`GreedyDecoder` (batched, on any device) and the :class:`Hypothesis` every decoder returns.
 - ``beam``: :class:`BeamDecoder` (flashlight-text CTC beam search, lexicon, KenLM) and :func:`build_decoder`.
+- ``streaming``: the same decoders over frames arriving in order: committed tokens and a partial tail.
 - ``options``: :class:`DecodeOptions`, every knob, checked once; the ``.decoding.json`` tune_lm.py stores.
 - ``arpa``: ARPA files and lexicons, checked and read; ``ngram``: Kneser-Ney n-gram LMs built from text.
 """

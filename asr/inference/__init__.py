@@ -7,6 +7,8 @@ confidences), written as text, TSV, JSON lines or subtitles; evaluation reports;
 - ``emitters``: a model file -> padded waveforms -> CPU log-probs, in PyTorch or ONNX Runtime.
 - ``recognizer``: :class:`Recognizer` and :func:`load`: files -> log-probs (batched by duration,
   long ones in windows: ``windows``) -> text with any decoder; words timed by ``alignment``.
+- ``stream``: audio arriving in pieces -> committed words and a partial tail (``Recognizer.stream``),
+  many streams stepped as one batch (``step_streams``).
 - ``writers``: transcripts -> TSV, JSON lines, SRT, WebVTT. ``evaluate``: test sets -> WER/CER report.
 - ``tuning``: the LM weight and word bonus searched on a dev set. ``export``: a checkpoint -> a checked file.
 """
