@@ -110,6 +110,11 @@ def test_a_stream_ends_with_the_transcript_of_its_file(server, recognizer, recor
     assert any("words" in m for m in messages[:-2]), "words are committed before the end"
 
 
+def test_a_stream_of_no_audio_ends_with_an_empty_final_message(server):
+    messages, code, reason = asyncio.run(stream_audio(server.ws_url, b"", {"sample_rate": 44_100, "format": "f32"}))
+    assert code == 1000 and reason == "done" and messages[-1] == {"final": True, "text": "", "seconds": 0.0}
+
+
 async def _misbehave(ws_url: str, fault: str) -> tuple[int | None, str, list[dict]]:
     """One client doing ``fault``; the server's close code, reason and messages."""
     async with websockets.connect(ws_url) as ws:
