@@ -8,6 +8,9 @@
   ExportedProgram (``scripts/export.py -o model.pt2``, CPU) or a TorchScript export (``.ts``: int8,
   and files of earlier versions), on a torch device.
 - :class:`OnnxEmitter`: an ONNX export (``-o model.onnx``) in ONNX Runtime, on the CPU.
+- :class:`StreamEmitter`: a streaming ONNX export (``-o model.stream.onnx --stream``): its
+  ``stream_engine`` (:class:`~asr.inference.onnx_stream.OnnxStreamingModel`) streams, and whole
+  recordings go through it too (log-probs of the model in chunked mode).
 
 :func:`open_model` tells the files apart by their content (a TorchScript archive holds code, an
 ExportedProgram archive an ``archive_format`` entry, a checkpoint only data; ONNX files by their
@@ -29,6 +32,7 @@ from typing import Any
 
 import torch
 
+from asr.inference.onnx_stream import OnnxStreamingModel
 from asr.model.acoustic import AcousticModel, subsampled_lengths
 from asr.model.checkpoint import CheckpointError, load_checkpoint
 from asr.model.features import frame_lengths
@@ -96,6 +100,7 @@ class Emitter:
         self.spec, self.device, self.description = spec, device, description
         self.sample_rate, self.vocab_size = spec.sample_rate, spec.vocab_size
         self.samples_per_frame = spec.samples_per_frame
+        self.path: Path | None = None  # the file it was opened from (open_model)
 
     def output_frames(self, n_samples: int) -> int:
         return self.spec.output_frames(n_samples)
@@ -139,6 +144,27 @@ class OnnxEmitter(Emitter):
         feed = {"waveforms": self.padded(waveforms).float().contiguous().numpy(), "lengths": lengths.long().numpy()}
         log_probs, frames = self.session.run(list(ONNX_OUTPUTS), feed)
         return torch.from_numpy(log_probs), torch.from_numpy(frames)
+
+
+class StreamEmitter(Emitter):
+    """A streaming ONNX export: ``stream_engine`` for streams; a batch of recordings is streamed whole."""
+
+    def __init__(self, engine: OnnxStreamingModel, spec: FrameSpec, description: str) -> None:
+        super().__init__(spec, torch.device("cpu"), description)
+        self.stream_engine = engine
+
+    def __call__(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        engine, states = self.stream_engine, []
+        for wave, n in zip(waveforms, lengths.tolist()):
+            states.append(engine.new_state())
+            engine.accept(states[-1], wave[:n].float())
+            engine.finish(states[-1])
+        outputs = [out.log_probs for out in engine.step(states)]  # every window of every recording
+        frames = torch.tensor([len(lp) for lp in outputs])
+        log_probs = torch.zeros(len(outputs), int(frames.max()) if len(outputs) else 0, self.vocab_size)
+        for row, lp in enumerate(outputs):
+            log_probs[row, : len(lp)] = lp
+        return log_probs, frames
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -188,13 +214,16 @@ def open_model(path: str | os.PathLike, backend: str | None = None, device: str 
     if threads is not None and kind != "onnx":
         torch.set_num_threads(threads)
     if kind == "onnx":
-        return _open_onnx(path, device, threads)
-    if kind == "torchscript":
-        return _open_torchscript(path, device)
-    if kind == "exported_program":
-        return _open_exported_program(path, device)
-    loaded = load_checkpoint(path)
-    return TorchEmitter.of_model(loaded.model, device), loaded.tokenizer
+        emitter, tokenizer = _open_onnx(path, device, threads)
+    elif kind == "torchscript":
+        emitter, tokenizer = _open_torchscript(path, device)
+    elif kind == "exported_program":
+        emitter, tokenizer = _open_exported_program(path, device)
+    else:
+        loaded = load_checkpoint(path)
+        emitter, tokenizer = TorchEmitter.of_model(loaded.model, device), loaded.tokenizer
+    emitter.path = path
+    return emitter, tokenizer
 
 
 def _open_torchscript(path: Path, device: str | torch.device | None) -> tuple[Emitter, CharTokenizer]:
@@ -267,16 +296,41 @@ def _open_onnx(path: Path, device: str | torch.device | None, threads: int | Non
     raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     inputs = tuple(i.name for i in session.get_inputs())
     outputs = tuple(o.name for o in session.get_outputs())
-    if raw is None or inputs != ONNX_INPUTS or outputs != ONNX_OUTPUTS:
+    streaming = raw is not None and _is_streaming(raw)  # asr's streaming export: its own inputs (checked below)
+    if raw is None or not streaming and (inputs != ONNX_INPUTS or outputs != ONNX_OUTPUTS):
         raise ModelFileError(f"{path}: an ONNX model asr did not export (no {METADATA_KEY} metadata; inputs "
                              f"{', '.join(inputs) or 'none'}, not {', '.join(ONNX_INPUTS)}); export the checkpoint "
                              f"of the model you want: scripts/export.py CHECKPOINT -o {path.name}")
     meta, spec, tokenizer = _read_metadata(path, raw)
+    if streaming:
+        return _stream_emitter(path, session, meta, spec, inputs, outputs), tokenizer
     vocab = session.get_outputs()[0].shape[-1]
     if isinstance(vocab, int) and vocab != spec.vocab_size:
         raise ModelFileError(f"{path}: the model emits {vocab} symbols but its metadata lists {spec.vocab_size}: "
                              f"the file was altered; {_EXPORT_AGAIN.format(name=path.name)}")
     return OnnxEmitter(session, spec, _describe(meta)), tokenizer
+
+
+def _is_streaming(raw: str) -> bool:
+    """Whether ``asr_export`` metadata is a streaming export's (``export.py --stream``)."""
+    try:
+        return isinstance(json.loads(raw).get("stream"), dict)
+    except (ValueError, AttributeError):
+        return False
+
+
+def _stream_emitter(path: Path, session: Any, meta: dict[str, Any], spec: FrameSpec, inputs: tuple[str, ...],
+                    outputs: tuple[str, ...]) -> StreamEmitter:
+    again = _EXPORT_AGAIN.format(name=path.name) + " --stream"
+    try:
+        engine = OnnxStreamingModel(session, meta)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ModelFileError(f"{path}: damaged {METADATA_KEY} stream metadata ({type(err).__name__}: {err}); "
+                             f"{again}") from None
+    if list(inputs) != engine.input_names or list(outputs) != engine.output_names:
+        raise ModelFileError(f"{path}: the streaming graph's inputs ({', '.join(inputs)}) are not those its metadata "
+                             f"lists ({', '.join(engine.input_names)}): the file was altered; {again}")
+    return StreamEmitter(engine, spec, _describe(meta) + " streaming")
 
 
 def _read_metadata(path: Path, raw: str) -> tuple[dict[str, Any], FrameSpec, CharTokenizer]:

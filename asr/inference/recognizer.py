@@ -34,6 +34,7 @@ from asr.decoding.greedy import Decoder, hypothesis_text, split_at_pauses
 from asr.decoding.options import DecodeOptions, stored_options
 from asr.inference.alignment import Word, align_words
 from asr.inference.emitters import Emitter, TorchEmitter, open_model, pick_device  # noqa: F401 (pick_device: API)
+from asr.inference.onnx_stream import OnnxStreamingModel
 from asr.inference.stream import DEFAULT_ENDPOINT, Stream, stream_decoder
 from asr.inference.windows import Window, WindowConfig, run_windows, segment_bounds, stream_log_probs
 from asr.model.acoustic import AcousticModel
@@ -126,17 +127,35 @@ class Recognizer:
         """A stream to feed audio as it arrives (:mod:`asr.inference.stream`), decoded with this
         recognizer's decoder. ``chunk`` and ``right_context`` (seconds) default to the model's own
         (``model.chunk``), or DEFAULT_CHUNK and DEFAULT_RIGHT_CONTEXT for a model trained on whole
-        utterances; ``sample_rate`` (default the model's) is what ``accept`` is given."""
+        utterances; ``sample_rate`` (default the model's) is what ``accept`` is given. A streaming ONNX
+        export (``export.py --stream``) streams in ONNX Runtime at the latency it was exported with."""
+        engine = self._stream_engine(chunk, right_context)
+        return Stream(engine, stream_decoder(self.decoder, self.tokenizer.blank), self.tokenizer,
+                      sample_rate or self.sample_rate, self.options.word_pause, endpoint)
+
+    def _stream_engine(self, chunk: float | None, right_context: float | None) -> StreamingModel | OnnxStreamingModel:
+        source = self.runner.path or self.runner.description
+        engine = getattr(self.runner, "stream_engine", None)
+        if engine is not None:  # a streaming ONNX export: its latency is in the graph
+            rate = engine.frame_rate
+            if chunk is not None and (max(1, round(chunk * rate)), round((right_context or 0.0) * rate)) != \
+                    (engine.chunk, engine.right_frames):
+                raise ValueError(f"{source}: streams with chunk {engine.chunk / rate:g} s and right context "
+                                 f"{engine.right_frames / rate:g} s, fixed at export; for another latency export "
+                                 "again: scripts/export.py CHECKPOINT -o model.stream.onnx --stream --chunk S "
+                                 "--right-context S")
+            return engine
         module = getattr(self.runner, "module", None)
         if not isinstance(module, AcousticModel):
-            raise ValueError(f"{self.runner.description}: streaming runs a training checkpoint (.ckpt) in PyTorch")
+            raise ValueError(f"{source}: this {self.runner.description} export does not stream; export a streaming "
+                             "ONNX file from its checkpoint: scripts/export.py CHECKPOINT -o model.stream.onnx --stream "
+                             "(or stream the checkpoint itself)")
         if chunk is None and module.chunk_frames == 0:
             chunk, right_context = DEFAULT_CHUNK, DEFAULT_RIGHT_CONTEXT
         key = (chunk, right_context)
         if key not in self._engines:
             self._engines[key] = StreamingModel(module, chunk, right_context)
-        return Stream(self._engines[key], stream_decoder(self.decoder, self.tokenizer.blank), self.tokenizer,
-                      sample_rate or self.sample_rate, self.options.word_pause, endpoint)
+        return self._engines[key]
 
     # --- files -> log-probs ---------------------------------------------------------------------
 

@@ -1,0 +1,155 @@
+"""ONNX streaming equals PyTorch's: ``export.py --stream`` writes one streaming window step (LSTM states in
+and out), ONNX Runtime streams with the file alone, and its log-probs and text are those of the checkpoint
+streamed in PyTorch; whole recordings go through the same file; other exports say how to stream."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import random
+
+import onnxruntime as ort
+import pytest
+import torch
+
+import asr
+from asr.cli.export import main as export_main
+from asr.inference.emitters import METADATA_KEY, open_model
+from asr.inference.export import ExportError, inference_model, onnx_bytes
+from asr.inference.stream_export import export_stream
+from asr.model import AcousticModel, FeatureConfig, ModelConfig
+from asr.model.checkpoint import checkpoint_metadata
+from asr.model.streaming import StreamingModel
+from asr.text import CharTokenizer
+
+RATE = 16_000
+TOK = CharTokenizer()
+
+
+def _model(normalize: str, chunk: float) -> AcousticModel:
+    """Random weights that emit many symbols and blanks, as tests/test_streaming.py's."""
+    torch.manual_seed(0)
+    model = AcousticModel(len(TOK), FeatureConfig(n_mels=40, normalize=normalize),
+                          ModelConfig(rnn_layers=2, hidden_size=32, chunk=chunk, right_context=chunk and 0.2)).eval()
+    if normalize == "global":
+        model.features.set_global_stats(torch.full((40,), -500.0), torch.full((40,), 3000.0), 100)
+    with torch.no_grad():
+        model.head.weight.mul_(30)
+        model.head.bias[0] += 0.5  # blanks
+        model.head.bias[1] += 2.0  # spaces
+    return model
+
+
+def _save(model: AcousticModel, path) -> str:
+    state = {"model." + k: v for k, v in model.state_dict().items()}
+    torch.save({"asr": checkpoint_metadata(model, TOK, {}), "state_dict": state}, path)
+    return str(path)
+
+
+def _audio(seconds: float, seed: int) -> torch.Tensor:
+    """Pairs of tones changing every 0.08-0.4 s, with quiet gaps."""
+    rng, parts, total = random.Random(seed), [], int(seconds * RATE)
+    while sum(len(p) for p in parts) < total:
+        n = int(rng.uniform(0.08, 0.4) * RATE)
+        t = torch.arange(n) / RATE
+        if rng.random() < 0.3:
+            parts.append(torch.randn(n) * 0.002)
+        else:
+            parts.append(sum(0.2 * torch.sin(2 * math.pi * rng.uniform(100, 4000) * t) for _ in range(2)))
+    return torch.cat(parts)[:total]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A chunked, globally normalized checkpoint exported by the CLI; a whole-utterance one (normalize=none)
+    exported with a chunk given, and as a plain (non-streaming) ONNX file."""
+    root = tmp_path_factory.mktemp("onnx_stream")
+    out = {"global": _model("global", 0.3), "none": _model("none", 0.0)}
+    out["global.ckpt"], out["none.ckpt"] = _save(out["global"], root / "g.ckpt"), _save(out["none"], root / "n.ckpt")
+    out["global.onnx"], out["none.onnx"] = str(root / "g.stream.onnx"), str(root / "n.stream.onnx")
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert export_main([out["global.ckpt"], "-o", out["global.onnx"], "--stream"]) == 0
+    out["printed"] = printed.getvalue()
+    export_stream(out["none.ckpt"], out["none.onnx"], chunk=0.3, right_context=0.1)
+    (root / "plain.onnx").write_bytes(onnx_bytes(inference_model(out["none"]), TOK))
+    out["plain.onnx"] = str(root / "plain.onnx")
+    return out
+
+
+def _stream(engine, audio: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """Every recording in random pieces (1 sample to 0.4 s), all streams stepped together."""
+    rng = random.Random(seed)
+    states = [engine.new_state() for _ in audio]
+    got: list[list[torch.Tensor]] = [[] for _ in audio]
+    position = [0] * len(audio)
+    while not all(s.done for s in states):
+        for i, (x, state) in enumerate(zip(audio, states)):
+            if position[i] < x.numel():
+                piece = rng.choice([1, rng.randint(2, 400), rng.randint(400, 6400)])
+                engine.accept(state, x[position[i]: position[i] + piece])
+                position[i] += piece
+            elif not state.finished:
+                engine.finish(state)
+        for i, out in enumerate(engine.step(states)):
+            assert out.first_frame == sum(len(g) for g in got[i])
+            got[i].append(out.log_probs)
+    return [torch.cat(g) for g in got]
+
+
+def test_the_cli_writes_a_streaming_graph_with_states_in_and_out_and_its_arithmetic(files):
+    assert files["printed"].startswith(f"{files['global.onnx']}: streaming ONNX float32, ")
+    assert "chunk 0.30 s, right context 0.21 s, latency 0.54 s; largest log-prob difference" in files["printed"]
+    session = ort.InferenceSession(files["global.onnx"], providers=["CPUExecutionProvider"])
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    meta = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    g = meta["stream"]["geometry"]
+    assert (g["chunk"], g["right"], g["stride"]) == (10, 7, 3)  # 0.3 s and 0.2 s at 33.3 frames/s
+    assert list(inputs) == ["samples", "first_frame", "total_samples", "h", "c"]
+    assert list(outputs) == ["log_probs", "h_out", "c_out"]
+    assert inputs["h"] == [2, "batch", 32] and outputs["log_probs"] == ["batch", 17, len(TOK)]
+    assert abs(meta["stream"]["latency"] - StreamingModel(files["global"]).latency) < 1e-9
+
+
+@pytest.mark.parametrize("normalize", ["global", "none"])
+def test_onnx_streaming_equals_pytorch_streaming(files, normalize):
+    model = files[normalize]
+    engine = open_model(files[f"{normalize}.onnx"], threads=1)[0].stream_engine
+    reference = StreamingModel(model, *((None, None) if normalize == "global" else (0.3, 0.1)))
+    audio = [torch.randn(n) * 0.1 for n in (3 * RATE + 77, 1234, RATE // 2, 2 * RATE)]
+    with torch.no_grad():
+        expected = _stream(reference, audio, seed=3)
+    for got, want in zip(_stream(engine, audio, seed=5), expected):  # other pieces, other batches
+        assert got.shape == want.shape
+        assert (got - want).abs().max() <= 1e-4
+
+
+def test_the_exported_stream_ends_with_the_checkpoints_stream_text(files):
+    audio = _audio(6.0, seed=1)
+    texts = []
+    for path in (files["global.ckpt"], files["global.onnx"]):
+        stream, rng, position = asr.load(path, device="cpu").stream(), random.Random(2), 0
+        while position < audio.numel():
+            piece = rng.randint(1, 5000)
+            stream.accept(audio[position: position + piece])
+            position += piece
+        assert stream.finish().final
+        texts.append((stream.text, [(w.word, round(w.start, 3), round(w.end, 3)) for w in stream.words]))
+    assert texts[0] == texts[1] and len(texts[0][1]) >= 3
+    recognizers = [asr.load(files[k], device="cpu") for k in ("global.ckpt", "global.onnx")]
+    assert recognizers[0].transcribe_waveforms([audio]) == recognizers[1].transcribe_waveforms([audio])
+
+
+def test_other_exports_and_other_latencies_say_how_to_stream(files):
+    plain = asr.load(files["plain.onnx"])
+    with pytest.raises(ValueError, match=rf"^{files['plain.onnx']}: this ONNX Runtime float32 export does not stream; "
+                                         r"export a streaming ONNX file .* --stream"):
+        plain.stream()
+    with pytest.raises(ValueError, match="chunk 0.3 s and right context 0.21 s, fixed at export.*--chunk S"):
+        asr.load(files["global.onnx"]).stream(chunk=0.5)
+    assert asr.load(files["global.onnx"]).stream(chunk=0.3, right_context=0.2).engine.chunk == 10
+    with pytest.raises(ExportError, match="trained with model.chunk=0.*--chunk 0.4 --right-context 0.4"):
+        export_stream(files["none.ckpt"], files["none.onnx"] + ".again.onnx")
+    assert export_main([files["none.ckpt"], "-o", "x.pt2", "--chunk", "0.4"]) == 2
