@@ -85,7 +85,8 @@ def test_a_model_trained_on_whole_utterances_streams_at_a_given_latency():
     with pytest.raises(ValueError, match="reads whole utterances.*chunk=0.4"):
         StreamingModel(model)
     streaming = StreamingModel(model, chunk=0.4, right_context=0.4)
-    assert model.chunk_frames == 13 and model.right_frames == 13
+    assert streaming.model.chunk_frames == 13 and streaming.model.right_frames == 13
+    assert model.chunk_frames == 0  # the model given is left reading whole utterances
     assert 0.8 < streaming.latency < 0.9  # 26 output frames of 30 ms, and the front end's look-ahead
     x = torch.randn(RATE) * 0.1
     (got,) = _stream(streaming, [x], seed=4)  # utterance normalization: a running estimate, not the same numbers

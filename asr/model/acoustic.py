@@ -198,8 +198,11 @@ class AcousticModel(nn.Module):
         logits = self.head(self.dropout(x))  # (batch, frames', vocab)
         return logits.float().log_softmax(-1), n_out
 
-    @torch.jit.unused  # TorchScript exports are of whole-utterance models
-    def _chunked_rnn(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    # TorchScript exports are of whole-utterance models. No annotations: TorchScript reads the
+    # stub of an unused method without resolving this module's (postponed) annotations; Tensor
+    # is what it assumes for each argument and the result.
+    @torch.jit.unused
+    def _chunked_rnn(self, x, lengths):  # (batch, frames', features), (batch,) -> (batch, frames', 2 * hidden)
         return chunked_forward(self.rnn, x, lengths, self.chunk_frames, self.right_frames)
 
     def config_dict(self) -> dict[str, Any]:

@@ -111,10 +111,12 @@ class LogMel(nn.Module):
         self.hop_length, self.log_floor = config.hop_length, config.log_floor
         self.normalize = config.normalize == "utterance"
         self.global_normalize = config.normalize == "global"
-        if self.global_normalize:  # the training set's statistics (set_global_stats), saved with the weights
-            self.register_buffer("global_mean", torch.zeros(config.n_mels))
-            self.register_buffer("global_scale", torch.ones(config.n_mels))  # 1 / deviation
-            self.register_buffer("global_frames", torch.zeros((), dtype=torch.int64))  # 0: not measured yet
+        # The training set's statistics (set_global_stats), saved with the weights when used; the
+        # buffers exist either way so that TorchScript compiles both branches of forward.
+        keep = self.global_normalize
+        self.register_buffer("global_mean", torch.zeros(config.n_mels), persistent=keep)
+        self.register_buffer("global_scale", torch.ones(config.n_mels), persistent=keep)  # 1 / deviation
+        self.register_buffer("global_frames", torch.zeros((), dtype=torch.int64), persistent=keep)  # 0: not measured
         # The STFT as a strided convolution with the windowed DFT basis (cosines, then sines, of the
         # n_fft // 2 + 1 bins), the window centred in the n_fft frame as torch.stft places it: the
         # same numbers as self.mel's spectrogram (within float rounding), real-valued all the way
@@ -130,6 +132,7 @@ class LogMel(nn.Module):
         # which torch.export could not prove in bounds).
         self.pad_left = config.n_fft // 2 - self.window_offset
         self.pad_right = config.win_length - self.pad_left
+        self.variance_floor = VARIANCE_FLOOR  # an attribute, so TorchScript sees a constant, not a global
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.jit.is_scripting():  # int8 TorchScript export: no autocast to turn off (it wants a constant device)
@@ -140,7 +143,7 @@ class LogMel(nn.Module):
         n_frames = frame_lengths(lengths, self.hop_length)
         mask = time_mask(n_frames, feats.shape[-1])[:, None, :]  # (batch, 1, frames)
         if self.normalize:
-            feats = _normalize(feats, mask, n_frames)
+            feats = _normalize(feats, mask, n_frames, self.variance_floor)
         elif self.global_normalize:
             feats = self.normalize_frames(feats)
         return feats.masked_fill(~mask, 0.0), n_frames
@@ -181,13 +184,13 @@ class LogMel(nn.Module):
         return torch.log(self.mel.mel_scale(power) + self.log_floor)
 
 
-def _normalize(feats: torch.Tensor, mask: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
+def _normalize(feats: torch.Tensor, mask: torch.Tensor, n_frames: torch.Tensor, floor: float) -> torch.Tensor:
     """Zero mean, unit variance per utterance and mel bin, over valid frames only."""
     count = n_frames[:, None, None].to(feats.dtype)
     valid = feats.masked_fill(~mask, 0.0)
     mean = valid.sum(-1, keepdim=True) / count
     var = ((valid - mean).masked_fill(~mask, 0.0) ** 2).sum(-1, keepdim=True) / count
-    return (feats - mean) * torch.rsqrt(var + VARIANCE_FLOOR)
+    return (feats - mean) * torch.rsqrt(var + floor)
 
 
 class SpecAugment(nn.Module):
