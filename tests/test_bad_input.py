@@ -2,13 +2,13 @@
 and nothing written (a bad value is refused before Hydra makes a run folder or anything is built)."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY_MODEL
+from tests.commands import run_all
+from tests.conftest import TINY_MODEL
 
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
@@ -65,12 +65,21 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("program,arguments,message,before_run", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_exit_status_2(program, arguments, message, before_run, bad_files, tmp_path):
-    runs = tmp_path / "runs"
-    extra = [f"paths.runs_dir={runs}", f"paths.data_dir={tmp_path / 'data'}"] if program == "train" else []
-    out = subprocess.run([sys.executable, f"scripts/{program}.py", *arguments(bad_files), *extra], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def outcomes(bad_files, tmp_path_factory) -> dict[str, tuple]:
+    """Every case's command run (several at once): its runs folder and the finished process."""
+    root, commands, runs = tmp_path_factory.mktemp("cases"), {}, {}
+    for i, (case, program, arguments, _, _) in enumerate(CASES):
+        runs[case] = root / str(i) / "runs"
+        extra = [f"paths.runs_dir={runs[case]}", f"paths.data_dir={root / str(i) / 'data'}"] if program == "train" else []
+        commands[case] = [sys.executable, f"scripts/{program}.py", *arguments(bad_files), *extra]
+    return {case: (runs[case], done) for case, done in run_all(commands).items()}
+
+
+@pytest.mark.parametrize("case,program,message,before_run", [(c[0], c[1], *c[3:]) for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_status_2(case, program, message, before_run, outcomes):
+    runs, out = outcomes[case]
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(f"{program}.py: error: ")]
     assert out.returncode == 2, out.stderr[-2000:]

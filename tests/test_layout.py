@@ -4,7 +4,6 @@ readable size, every command runs from its script and its entry point, and asr 0
 from __future__ import annotations
 
 import ast
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import run_all
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "asr"
@@ -119,24 +119,34 @@ def test_every_wing_says_what_goes_in_and_what_comes_out():
         assert doc and len(doc.splitlines()) >= 3, wing
 
 
-def _help(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py"))
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))
-def test_every_script_runs_help(script):
-    run = _help([sys.executable, f"scripts/{script}"])
+def _entry_point(command: str) -> str | None:
+    name = f"asr-{command.replace('_', '-')}"
+    return shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, subprocess.CompletedProcess]:
+    """``--help`` of every script and every installed entry point, run several at once."""
+    commands = {script: [sys.executable, f"scripts/{script}", "--help"] for script in SCRIPTS}
+    commands.update({command: [_entry_point(command), "--help"] for command in COMMANDS if _entry_point(command)})
+    return run_all(commands, timeout=120)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_runs_help(script, helps):
+    run = helps[script]
     assert run.returncode == 0, run.stderr
     assert "usage" in run.stdout.lower() or "powered by hydra" in run.stdout.lower()
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_entry_point_is_on_the_path_and_runs_help(command):
+def test_every_entry_point_is_on_the_path_and_runs_help(command, helps):
     name = f"asr-{command.replace('_', '-')}"
-    exe = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    assert exe, f"{name} is not installed: pip install -e . puts it beside {sys.executable}"
-    run = _help([exe])
+    assert _entry_point(command), f"{name} is not installed: pip install -e . puts it beside {sys.executable}"
+    run = helps[command]
     assert run.returncode == 0, run.stderr
     if command != "train":  # Hydra prints its own help
         assert run.stdout.startswith(f"usage: {name}"), run.stdout[:200]
