@@ -36,7 +36,15 @@ from asr.inference.alignment import Word, align_words
 from asr.inference.emitters import Emitter, TorchEmitter, open_model, pick_device  # noqa: F401 (pick_device: API)
 from asr.inference.onnx_stream import OnnxStreamingModel
 from asr.inference.stream import DEFAULT_ENDPOINT, Stream, stream_decoder
-from asr.inference.windows import Window, WindowConfig, run_windows, segment_bounds, stream_log_probs
+from asr.inference.windows import (
+    Window,
+    WindowConfig,
+    merge_frames,
+    run_windows,
+    segment_bounds,
+    stream_frames,
+    stream_segments,
+)
 from asr.model.acoustic import AcousticModel
 from asr.model.streaming import StreamingModel
 from asr.text import CharTokenizer
@@ -65,6 +73,10 @@ class Emission:
     path: str | None
     log_probs: torch.Tensor  # (frames, vocab) float32 on the CPU
     duration: float  # seconds of audio
+
+
+# What the Recognizer makes of a long file's log-probs, given chunk by chunk: (path, chunks, duration) -> result
+LongFile = Callable[[str, Iterator[tuple[int, torch.Tensor]], float], Transcript]
 
 
 class Recognizer:
@@ -165,9 +177,11 @@ class Recognizer:
         yield from _in_order(self._emissions([p if isinstance(p, Segment) else str(p) for p in paths], batch_seconds,
                                              progress))
 
-    def _emissions(self, paths: list[Source], batch_seconds: float,
-                   progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
-        """(input index, result) as they are ready: short files batched by duration, then long ones."""
+    def _emissions(self, paths: list[Source], batch_seconds: float, progress: Progress | None,
+                   long_file: LongFile | None = None) -> Iterator[tuple[int, Emission | Transcript | AudioError]]:
+        """(input index, result) as they are ready: short files batched by duration, then long ones,
+        each the Emission of its stream of log-probs (:func:`~asr.inference.windows.stream_frames`), or
+        what ``long_file`` makes of that stream."""
         durations, samples = {}, {}
         for i, p in enumerate(paths):
             try:
@@ -181,23 +195,32 @@ class Recognizer:
         for group in _batches(short, durations, batch_seconds):
             yield from self._short_batch(paths, group, durations, progress)
         batch_windows = max(1, int(batch_seconds // self.windows.window))
-        space = self.tokenizer.encode(" ")[0]
         for i in (i for i in durations if durations[i] > self.windows.window):
-            done = [0.0]  # seconds reported to progress: pauses are skipped, reported at the end
-
-            def on_window(w: Window) -> None:
-                done[0] += (w.keep_end - w.keep_start) / self.frame_rate
-                progress((w.keep_end - w.keep_start) / self.frame_rate)
-
+            frames = self._long_frames(paths[i], samples[i], durations[i], batch_windows, progress)
             try:
-                log_probs = stream_log_probs(
-                    paths[i], self.runner, self.sample_rate, samples[i], self.windows, batch_windows,
-                    self.tokenizer.blank, on_window=on_window if progress else None, boundary=space)
-                if progress:
-                    progress(max(0.0, durations[i] - done[0]))
-                yield i, Emission(str(paths[i]), log_probs, durations[i])
+                if long_file is None:
+                    total = self.runner.output_frames(samples[i])
+                    yield i, Emission(str(paths[i]), merge_frames(frames, total, self.runner.vocab_size), durations[i])
+                else:
+                    yield i, long_file(str(paths[i]), frames, durations[i])
             except AudioError as err:
                 yield i, err
+
+    def _long_frames(self, path: Source, n_samples: int, duration: float, batch_windows: int,
+                     progress: Progress | None) -> Iterator[tuple[int, torch.Tensor]]:
+        """A long file's log-probs, chunk by chunk as its windows are done
+        (:func:`~asr.inference.windows.stream_frames`)."""
+        done = [0.0]  # seconds reported to progress: pauses are skipped, reported at the end
+
+        def on_window(w: Window) -> None:
+            done[0] += (w.keep_end - w.keep_start) / self.frame_rate
+            progress((w.keep_end - w.keep_start) / self.frame_rate)
+
+        yield from stream_frames(path, self.runner, self.sample_rate, n_samples, self.windows, batch_windows,
+                                 self.tokenizer.blank, on_window=on_window if progress else None,
+                                 boundary=self.tokenizer.encode(" ")[0])
+        if progress:
+            progress(max(0.0, duration - done[0]))
 
     def _short_batch(self, paths: list[Source], group: list[int], durations: dict[int, float],
                      progress: Progress | None) -> Iterator[tuple[int, Emission | AudioError]]:
@@ -223,33 +246,55 @@ class Recognizer:
         Greedy decoding runs here on the CPU copy of the log-probs (a few kilobytes per second of
         audio); the GreedyDecoder itself runs batched on any device (validation uses it on the GPU).
         """
+        log_probs, space = emission.log_probs, self.tokenizer.encode(" ")[0]
+        segments = ((start, log_probs[start:end])
+                    for start, end in segment_bounds(log_probs, self._segment_frames, self.tokenizer.blank, space))
+        return self._decode_segments(emission.path, segments, emission.duration, words, decoder)
+
+    def decode_stream(self, path: str | None, frames: Iterable[tuple[int, torch.Tensor]], duration: float,
+                      words: bool = False, decoder: Decoder | None = None) -> Transcript:
+        """:meth:`decode` of a recording's log-probs given chunk by chunk, in order (``(first frame,
+        (frames, vocab) log-probs)``: :func:`~asr.inference.windows.stream_frames`): each segment is decoded
+        as soon as its frames are in and let go, so memory stays flat for any length; the same transcript."""
+        segments = stream_segments(frames, self._segment_frames, self.tokenizer.blank, self.tokenizer.encode(" ")[0])
+        return self._decode_segments(path, segments, duration, words, decoder)
+
+    @property
+    def _segment_frames(self) -> int:
+        """Longest segment decoded at once, frames."""
+        return max(1, round(self.windows.segment * self.frame_rate))
+
+    def _decode_segments(self, path: str | None, segments: Iterable[tuple[int, torch.Tensor]], duration: float,
+                         words: bool, decoder: Decoder | None) -> Transcript:
+        """``(first frame, log-probs)`` segments of a recording, in order -> its Transcript."""
         decoder = decoder or self.decoder
-        log_probs = emission.log_probs
-        max_frames = max(1, round(self.windows.segment * self.frame_rate))
         space = self.tokenizer.encode(" ")[0]
         pause = round(self.options.word_pause * self.frame_rate)
         texts, timed = [], []
-        for start, end in segment_bounds(log_probs, max_frames, self.tokenizer.blank, space):
-            piece = log_probs[start:end]
-            hyp = decoder(piece[None], torch.tensor([end - start]))[0]
+        for start, piece in segments:
+            hyp = decoder(piece[None], torch.tensor([piece.shape[0]]))[0]
             text = hypothesis_text(split_at_pauses(hyp, space, pause), self.tokenizer)
             if text:
                 texts.append(text)
                 if words:
                     timed += align_words(piece, text, self.tokenizer, self.frame_rate, start / self.frame_rate)
         # The last frame's span may reach past the end of the audio by less than a frame.
-        timed = [replace(w, end=min(w.end, emission.duration)) if w.end > emission.duration else w for w in timed]
-        return Transcript(emission.path, " ".join(texts), emission.duration, timed)
+        timed = [replace(w, end=min(w.end, duration)) if w.end > duration else w for w in timed]
+        return Transcript(path, " ".join(texts), duration, timed)
 
     def transcribe_files(self, paths: Iterable[Source], batch_seconds: float = DEFAULT_BATCH_SECONDS,
                          words: bool = False, progress: Progress | None = None) -> Iterator[Transcript | AudioError]:
         """Yield, in input order, a Transcript or the AudioError of each file (decoded as soon as
-        its log-probs are ready, so only transcripts wait for their turn)."""
+        its log-probs are ready, so only transcripts wait for their turn; a long file segment by
+        segment as its windows are done: :meth:`decode_stream`)."""
         paths = [p if isinstance(p, Segment) else str(p) for p in paths]
 
+        def long_file(path: str, frames: Iterator[tuple[int, torch.Tensor]], duration: float) -> Transcript:
+            return self.decode_stream(path, frames, duration, words)
+
         def decoded() -> Iterator[tuple[int, Transcript | AudioError]]:
-            for i, result in self._emissions(paths, batch_seconds, progress):
-                yield i, result if isinstance(result, AudioError) else self.decode(result, words)
+            for i, result in self._emissions(paths, batch_seconds, progress, long_file):
+                yield i, result if isinstance(result, (AudioError, Transcript)) else self.decode(result, words)
 
         yield from _in_order(decoded())
 

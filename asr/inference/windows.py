@@ -25,9 +25,10 @@ longest pause (run of blank or space frames) near each limit (:func:`segment_bou
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
 
@@ -116,40 +117,37 @@ def frame_levels(path: str | os.PathLike, sample_rate: int, n_samples: int, samp
     """
     frames = n_samples // samples_per_frame
     block = max(1, int(LEVEL_BLOCK_SECONDS * sample_rate) // samples_per_frame)  # frames per read
-    levels = []
+    levels = torch.empty(frames)  # filled in place: no tensor kept per block (see the module's notes on memory)
     for first in range(0, frames, block):
         count = min(block, frames - first)
         wave = read_span(path, sample_rate, first * samples_per_frame, (first + count) * samples_per_frame)
         power = wave.view(count, samples_per_frame).double().pow(2).mean(-1)
-        levels.append(10 * torch.log10(power + 1e-12).float())
-    return torch.cat(levels) if levels else torch.zeros(0)
+        levels[first : first + count] = 10 * torch.log10(power + 1e-12).float()
+    return levels
 
 
-def quiet_frames(levels: torch.Tensor) -> list[bool]:
-    """Which frames are quiet: near the recording's noise floor, well below its loud frames."""
+def quiet_frames(levels: torch.Tensor) -> torch.Tensor:
+    """Which frames are quiet (a bool tensor like ``levels``): near the recording's noise floor, well
+    below its loud frames."""
     if levels.numel() == 0:
-        return []
+        return torch.zeros(0, dtype=torch.bool)
     floor = max(FLOOR_MIN_DB, float(torch.quantile(levels, NOISE_FLOOR_QUANTILE)))
     loud = float(torch.quantile(levels, LOUD_QUANTILE))
-    return (levels <= min(floor + PAUSE_MARGIN_DB, loud - MIN_RANGE_DB)).tolist()
+    return levels <= min(floor + PAUSE_MARGIN_DB, loud - MIN_RANGE_DB)
 
 
-def pause_cuts(quiet: Sequence[bool], min_frames: int) -> list[int]:
+def pause_cuts(quiet: Sequence[bool] | torch.Tensor, min_frames: int) -> list[int]:
     """Frame numbers at the middle of each quiet run of at least ``min_frames`` frames that has sound
     on both sides; increasing."""
-    cuts, run_start = [], None
-    for i, q in enumerate([*quiet, False]):
-        if q and run_start is None:
-            run_start = i
-        elif not q and run_start is not None:
-            if run_start > 0 and i < len(quiet) and i - run_start >= max(1, min_frames):
-                cuts.append((run_start + i) // 2)
-            run_start = None
-    return cuts
+    quiet = torch.as_tensor(quiet, dtype=torch.bool)
+    edges = torch.diff(torch.nn.functional.pad(quiet.to(torch.int8), (1, 1)))  # 1: a run starts, -1: it ended
+    starts, ends = (edges == 1).nonzero().flatten(), (edges == -1).nonzero().flatten()
+    cut = (starts > 0) & (ends < quiet.numel()) & (ends - starts >= max(1, min_frames))
+    return ((starts[cut] + ends[cut]) // 2).tolist()
 
 
-def speech_pieces(levels: torch.Tensor, quiet: Sequence[bool], cuts: Sequence[int], total_frames: int,
-                  margin_frames: int) -> list[tuple[int, int, int]]:
+def speech_pieces(levels: torch.Tensor, quiet: Sequence[bool] | torch.Tensor, cuts: Sequence[int],
+                  total_frames: int, margin_frames: int) -> list[tuple[int, int, int]]:
     """The speech between consecutive cuts, as ``(start, end, limit)`` frame numbers (``levels`` and
     ``quiet`` have one entry per output frame; ``limit``: the next cut, or ``total_frames``).
 
@@ -158,16 +156,17 @@ def speech_pieces(levels: torch.Tensor, quiet: Sequence[bool], cuts: Sequence[in
     heard it, and its log-mel, far below any noise, would skew the piece's feature normalization);
     all-quiet pieces are dropped."""
     bounds = [0, *(c for c in cuts if 0 < c < total_frames), total_frames]
-    silent = (levels <= FLOOR_MIN_DB).tolist()
+    quiet, silent = torch.as_tensor(quiet, dtype=torch.bool), levels <= FLOOR_MIN_DB
     pieces = []
     for a, b in zip(bounds, bounds[1:]):
-        loud = [i for i in range(a, b) if not quiet[i]]
-        if not loud:
+        loud = (~quiet[a:b]).nonzero().flatten()
+        if loud.numel() == 0:
             continue
-        start, end = loud[0], loud[-1] + 1
-        while start > max(a, loud[0] - margin_frames) and not silent[start - 1]:
+        first, last = a + int(loud[0]), a + int(loud[-1])
+        start, end = first, last + 1
+        while start > max(a, first - margin_frames) and not silent[start - 1]:
             start -= 1
-        while end < min(b, loud[-1] + 1 + margin_frames) and not silent[end]:
+        while end < min(b, last + 1 + margin_frames) and not silent[end]:
             end += 1
         pieces.append((start, end, b))
     return pieces
@@ -210,7 +209,28 @@ def read_span(path: str | os.PathLike, sample_rate: int, start: int, end: int) -
 def stream_log_probs(path: str | os.PathLike, model: FrameModel, sample_rate: int, n_samples: int,
                      config: WindowConfig, batch_windows: int = 1, blank: int = 0,
                      on_window: Callable[[Window], None] | None = None, boundary: int | None = None) -> torch.Tensor:
-    """The ``(total_frames, vocab)`` log-probs of a long file, computed window by window.
+    """The ``(total_frames, vocab)`` log-probs of a long file, computed window by window: the chunks
+    of :func:`stream_frames` (same arguments) in one tensor."""
+    return merge_frames(stream_frames(path, model, sample_rate, n_samples, config, batch_windows, blank, on_window,
+                                      boundary), model.output_frames(n_samples), model.vocab_size)
+
+
+def merge_frames(chunks: Iterable[tuple[int, torch.Tensor]], total_frames: int, vocab_size: int) -> torch.Tensor:
+    """``(first frame, (frames, vocab) log-probs)`` chunks that tile ``[0, total_frames)`` -> one
+    ``(total_frames, vocab)`` tensor, filled in place."""
+    out = torch.empty(total_frames, vocab_size)
+    for first, log_probs in chunks:
+        out[first : first + log_probs.shape[0]] = log_probs
+    return out
+
+
+def stream_frames(path: str | os.PathLike, model: FrameModel, sample_rate: int, n_samples: int,
+                  config: WindowConfig, batch_windows: int = 1, blank: int = 0,
+                  on_window: Callable[[Window], None] | None = None,
+                  boundary: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """The log-probs of a long file as they are computed: ``(first frame, (frames, vocab) log-probs)``
+    chunks that tile its ``model.output_frames(n_samples)`` frames in order, each at most one
+    window's kept part (``config.chunk`` seconds; pauses come as blank chunks of at most that).
 
     ``batch_windows`` windows go through the model together; ``on_window`` is told about each one
     done (progress); pauses are blank, with the symbol ``boundary`` (a space: a word ends there) at
@@ -219,18 +239,18 @@ def stream_log_probs(path: str | os.PathLike, model: FrameModel, sample_rate: in
     spf = model.samples_per_frame
     frame_rate = sample_rate / spf
     total = model.output_frames(n_samples)
-    pieces, out = [(0, total, total)], blank_log_probs(total, model.vocab_size, blank)
+    chunk_frames = max(1, round(config.chunk * frame_rate))
+    pieces, cuts = [(0, total, total)], []
     if config.pause > 0:
         levels = frame_levels(path, sample_rate, n_samples, spf)[:total]
         levels = torch.cat([levels, levels[-1:].expand(total - levels.numel())])  # the last partial frame(s)
         quiet = quiet_frames(levels)
         cuts = [c for c in pause_cuts(quiet, round(config.pause * frame_rate)) if c < total]
         pieces = speech_pieces(levels, quiet, cuts, total, round(PIECE_MARGIN_S * frame_rate))
-        if boundary is not None:
-            out[cuts, :] = SILENT_LOG_PROB
-            out[cuts, boundary] = 0.0
-    windows = plan_pieces(n_samples, spf, total, max(1, round(config.chunk * frame_rate)),
-                          round(config.context * frame_rate), pieces)
+        del levels, quiet
+    marks = cuts if boundary is not None else []
+    windows = plan_pieces(n_samples, spf, total, chunk_frames, round(config.context * frame_rate), pieces)
+    done = 0  # frames [0, done) are out
     for group in _groups(windows, max(1, batch_windows)):
         waves = [read_span(path, sample_rate, w.start, w.end) for w in group]
         for window, log_probs in zip(group, run_windows(model, waves, blank)):
@@ -240,10 +260,26 @@ def stream_log_probs(path: str | os.PathLike, model: FrameModel, sample_rate: in
                 raise RuntimeError(f"window {window} gave {log_probs.shape[0]} frames, fewer than it keeps")
             if short > 0:  # frames past the piece's end lie in the pause: blank
                 log_probs = torch.cat([log_probs, blank_log_probs(short, model.vocab_size, blank)])
-            out[window.keep_start : window.keep_end] = log_probs[local]
+            yield from _pause(done, window.keep_start, chunk_frames, model.vocab_size, blank, marks, boundary)
+            yield window.keep_start, log_probs[local]
+            done = window.keep_end
             if on_window is not None:
                 on_window(window)
-    return out
+        del waves
+    yield from _pause(done, total, chunk_frames, model.vocab_size, blank, marks, boundary)
+
+
+def _pause(start: int, end: int, chunk_frames: int, vocab_size: int, blank: int, cuts: Sequence[int],
+           boundary: int | None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Frames ``[start, end)`` that no window keeps, in blank chunks of at most ``chunk_frames``,
+    with ``boundary`` at the ``cuts`` among them."""
+    for first in range(start, end, chunk_frames):
+        last = min(end, first + chunk_frames)
+        out = blank_log_probs(last - first, vocab_size, blank)
+        for cut in cuts[bisect.bisect_left(cuts, first) : bisect.bisect_left(cuts, last)]:
+            out[cut - first, :] = SILENT_LOG_PROB
+            out[cut - first, boundary] = 0.0
+        yield first, out
 
 
 def run_windows(model: FrameModel, waves: Sequence[torch.Tensor], blank: int = 0) -> list[torch.Tensor]:
@@ -282,17 +318,44 @@ def segment_bounds(log_probs: torch.Tensor, max_frames: int, blank: int, space: 
     total = log_probs.shape[0]
     if total <= max_frames:
         return [(0, total)]
-    best = log_probs.argmax(-1)
-    pause, word_end = (best == blank) | (best == space), best == space
     bounds, start = [], 0
     while total - start > max_frames:
-        lo, hi = start + max(1, 2 * max_frames // 3), start + max_frames
-        cut = _longest_pause_middle(pause[lo:hi], word_end[lo:hi])
-        cut = hi if cut is None else lo + cut
+        cut = start + _segment_end(log_probs[start : start + max_frames].argmax(-1), max_frames, blank, space)
         bounds.append((start, cut))
         start = cut
     bounds.append((start, total))
     return bounds
+
+
+def stream_segments(chunks: Iterable[tuple[int, torch.Tensor]], max_frames: int, blank: int,
+                    space: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Contiguous ``(first frame, (frames, vocab) log-probs)`` chunks from frame 0 on (:func:`stream_frames`)
+    -> the pieces :func:`segment_bounds` cuts their concatenation into, as ``(first frame, log-probs)``,
+    each as soon as the frames that place its end are in: at most ``max_frames`` plus one chunk are held."""
+    held: list[torch.Tensor] = []  # frames from ``start`` on, ``count`` of them
+    start, count = 0, 0
+    for _, log_probs in chunks:
+        held.append(log_probs)
+        count += log_probs.shape[0]
+        if count <= max_frames:
+            continue
+        frames = torch.cat(held) if len(held) > 1 else held[0]
+        while frames.shape[0] > max_frames:  # more frames follow the first max_frames: a cut falls in them
+            cut = _segment_end(frames[:max_frames].argmax(-1), max_frames, blank, space)
+            yield start, frames[:cut]
+            frames, start = frames[cut:], start + cut
+        held, count = [frames], frames.shape[0]
+    if held:
+        yield start, torch.cat(held) if len(held) > 1 else held[0]
+
+
+def _segment_end(best: torch.Tensor, max_frames: int, blank: int, space: int) -> int:
+    """Where a segment whose first ``max_frames`` frames have the best symbols ``best`` ends, counted
+    from its start, when more frames follow it (:func:`segment_bounds`)."""
+    lo = max(1, 2 * max_frames // 3)
+    tail = best[lo:max_frames]
+    cut = _longest_pause_middle((tail == blank) | (tail == space), tail == space)
+    return max_frames if cut is None else lo + cut
 
 
 def _longest_pause_middle(pause: torch.Tensor, word_end: torch.Tensor) -> int | None:
