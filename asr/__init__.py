@@ -9,7 +9,8 @@
 The package's folders follow the data: ``data`` (corpora -> batches), ``model`` (waveforms ->
 features -> log-probs), ``decoding`` (log-probs -> text), ``training`` (CTC loss, Lightning,
 checkpoints), ``inference`` (files of any length -> transcripts; export), ``cli`` (one module per
-command); ``audio``, ``text``, ``metrics``, ``files``, ``report`` and ``config`` serve them all.
+command); ``audio``, ``text``, ``metrics``, ``files``, ``memory``, ``report`` and ``config`` serve them
+all.
 A wing imports only from the shared modules and the wings before it in that order.
 """
 

@@ -4,9 +4,7 @@ varied audio, ``scripts/serve.py`` run as a process on a free port, and a protoc
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import re
 import signal
 import subprocess
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 from tests.conftest import ROOT
+from tests.streams import tones  # noqa: F401 (test_serve imports it from here)
 
 RATE = 16_000
 START_TIMEOUT = 120.0  # seconds for the server process to load and listen (2 busy cores)
@@ -44,21 +43,6 @@ def streaming_checkpoint(path: Path, chunk: float = 0.3, right_context: float = 
     torch.save({"asr": checkpoint_metadata(model, tokenizer, {}),
                 "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
     return path
-
-
-def tones(seconds: float, seed: int, rate: int = RATE) -> np.ndarray:
-    """Pairs of tones changing every 0.08-0.4 s, with quiet gaps (float32): varied symbols from the model."""
-    rng, parts, total = random.Random(seed), [], int(seconds * rate)
-    gen = np.random.default_rng(seed)
-    while sum(len(p) for p in parts) < total:
-        n = int(rng.uniform(0.08, 0.4) * rate)
-        t = np.arange(n) / rate
-        if rng.random() < 0.3:
-            parts.append(gen.standard_normal(n) * 0.002)
-        else:
-            mix = sum(0.2 * np.sin(2 * math.pi * rng.uniform(100, 4000) * t) for _ in range(2))
-            parts.append(mix + gen.standard_normal(n) * 0.01)
-    return np.concatenate(parts)[:total].astype(np.float32)
 
 
 def s16(audio: np.ndarray) -> bytes:

@@ -13,7 +13,16 @@ import soundfile as sf
 import torch
 
 from asr.inference.recognizer import Recognizer
-from asr.inference.windows import WindowConfig, pause_cuts, plan_windows, stream_log_probs
+from asr.inference.windows import (
+    WindowConfig,
+    merge_frames,
+    pause_cuts,
+    plan_windows,
+    segment_bounds,
+    stream_frames,
+    stream_log_probs,
+    stream_segments,
+)
 from asr.model.acoustic import AcousticModel, ConvLayer, ModelConfig
 from asr.text import CharTokenizer
 
@@ -113,6 +122,46 @@ def test_words_cut_by_window_seams_are_decoded_once(tmp_path):
     assert transcript.text == " ".join(words)
     assert [w.word for w in transcript.words] == words
     assert all(a.end <= b.start for a, b in zip(transcript.words, transcript.words[1:])), "times increase"
+    # Decoded segment by segment as the windows are done (memory flat): what the whole log-probs give.
+    (emission,) = recognizer.emissions([path])
+    assert recognizer.decode(emission, words=True) == transcript
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segments_cut_from_chunks_as_they_come_are_those_of_the_whole(seed):
+    """stream_segments over chunks of any sizes gives segment_bounds' cuts of their concatenation, the
+    same frames in each, holding at most a segment and a chunk."""
+    g = torch.Generator().manual_seed(seed)
+    total, max_frames, blank, space = 3000, 200, 0, TOK.encode(" ")[0]
+    symbols = torch.randint(1, len(TOK), (total,), generator=g)
+    symbols[torch.rand(total, generator=g) < 0.6] = blank  # runs of blanks and spaces: pauses to cut in
+    symbols[torch.rand(total, generator=g) < 0.05] = space
+    log_probs = torch.nn.functional.one_hot(symbols, len(TOK)).float().log_softmax(-1)
+    chunks, first = [], 0
+    while first < total:
+        size = int(torch.randint(1, 400, (1,), generator=g))
+        chunks.append((first, log_probs[first : first + size]))
+        first += size
+    got = list(stream_segments(iter(chunks), max_frames, blank, space))
+    expected = segment_bounds(log_probs, max_frames, blank, space)
+    assert [(start, start + piece.shape[0]) for start, piece in got] == expected
+    assert all(torch.equal(piece, log_probs[start : start + piece.shape[0]]) for start, piece in got)
+
+
+def test_a_long_file_streams_its_log_probs_in_window_sized_chunks(tmp_path):
+    """stream_frames tiles the file's frames in order, in chunks of at most one window's kept part;
+    merged, they are stream_log_probs' tensor."""
+    n_samples = 70 * RATE + 321
+    path = ramp_file(tmp_path / "ramp.wav", n_samples)
+    config = WindowConfig(chunk=5.0, context=1.0, pause=0)
+    chunks = list(stream_frames(path, TimeModel(), RATE, n_samples, config))
+    starts = [first for first, _ in chunks]
+    ends = [first + lp.shape[0] for first, lp in chunks]
+    assert starts[0] == 0 and starts[1:] == ends[:-1] and ends[-1] == n_samples // SPF + 1
+    assert max(lp.shape[0] for _, lp in chunks) <= round(5.0 * RATE / SPF)
+    total = n_samples // SPF + 1
+    assert torch.equal(merge_frames(chunks, total, len(TOK)),
+                       stream_log_probs(path, TimeModel(), RATE, n_samples, config))
 
 
 class Spy:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import random
 
 import onnxruntime as ort
@@ -23,13 +22,14 @@ from asr.model import AcousticModel, FeatureConfig, ModelConfig
 from asr.model.checkpoint import checkpoint_metadata
 from asr.model.streaming import StreamingModel
 from asr.text import CharTokenizer
+from tests.streams import stream_in_pieces, tone_tensor
 
 RATE = 16_000
 TOK = CharTokenizer()
 
 
 def _model(normalize: str, chunk: float) -> AcousticModel:
-    """Random weights that emit many symbols and blanks, as tests/test_streaming.py's."""
+    """Random weights that emit many symbols and blanks from noiseless tones, as tests/test_streaming.py's."""
     torch.manual_seed(0)
     model = AcousticModel(len(TOK), FeatureConfig(n_mels=40, normalize=normalize),
                           ModelConfig(rnn_layers=2, hidden_size=32, chunk=chunk, right_context=chunk and 0.2)).eval()
@@ -48,19 +48,6 @@ def _save(model: AcousticModel, path) -> str:
     return str(path)
 
 
-def _audio(seconds: float, seed: int) -> torch.Tensor:
-    """Pairs of tones changing every 0.08-0.4 s, with quiet gaps."""
-    rng, parts, total = random.Random(seed), [], int(seconds * RATE)
-    while sum(len(p) for p in parts) < total:
-        n = int(rng.uniform(0.08, 0.4) * RATE)
-        t = torch.arange(n) / RATE
-        if rng.random() < 0.3:
-            parts.append(torch.randn(n) * 0.002)
-        else:
-            parts.append(sum(0.2 * torch.sin(2 * math.pi * rng.uniform(100, 4000) * t) for _ in range(2)))
-    return torch.cat(parts)[:total]
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A chunked, globally normalized checkpoint exported by the CLI; a whole-utterance one (normalize=none)
@@ -76,26 +63,6 @@ def files(tmp_path_factory):
     (root / "plain.onnx").write_bytes(onnx_bytes(inference_model(out["none"]), TOK))
     out["plain.onnx"] = str(root / "plain.onnx")
     return out
-
-
-def _stream(engine, audio: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
-    """Every recording in random pieces (1 sample to 0.4 s), all streams stepped together."""
-    rng = random.Random(seed)
-    states = [engine.new_state() for _ in audio]
-    got: list[list[torch.Tensor]] = [[] for _ in audio]
-    position = [0] * len(audio)
-    while not all(s.done for s in states):
-        for i, (x, state) in enumerate(zip(audio, states)):
-            if position[i] < x.numel():
-                piece = rng.choice([1, rng.randint(2, 400), rng.randint(400, 6400)])
-                engine.accept(state, x[position[i]: position[i] + piece])
-                position[i] += piece
-            elif not state.finished:
-                engine.finish(state)
-        for i, out in enumerate(engine.step(states)):
-            assert out.first_frame == sum(len(g) for g in got[i])
-            got[i].append(out.log_probs)
-    return [torch.cat(g) for g in got]
 
 
 def test_the_cli_writes_a_streaming_graph_with_states_in_and_out_and_its_arithmetic(files):
@@ -120,14 +87,14 @@ def test_onnx_streaming_equals_pytorch_streaming(files, normalize):
     reference = StreamingModel(model, *((None, None) if normalize == "global" else (0.3, 0.1)))
     audio = [torch.randn(n) * 0.1 for n in (3 * RATE + 77, 1234, RATE // 2, 2 * RATE)]
     with torch.no_grad():
-        expected = _stream(reference, audio, seed=3)
-    for got, want in zip(_stream(engine, audio, seed=5), expected):  # other pieces, other batches
+        expected = stream_in_pieces(reference, audio, seed=3)
+    for got, want in zip(stream_in_pieces(engine, audio, seed=5), expected):  # other pieces, other batches
         assert got.shape == want.shape
         assert (got - want).abs().max() <= 1e-4
 
 
 def test_the_exported_stream_ends_with_the_checkpoints_stream_text(files):
-    audio = _audio(6.0, seed=1)
+    audio = tone_tensor(6.0, seed=1, noise=0)
     texts = []
     for path in (files["global.ckpt"], files["global.onnx"]):
         stream, rng, position = asr.load(path, device="cpu").stream(), random.Random(2), 0

@@ -3,7 +3,6 @@ a stream fed in pieces of any size ends with the text of the whole recording dec
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
@@ -18,6 +17,7 @@ from asr.inference.recognizer import Recognizer
 from asr.inference.stream import step_streams
 from asr.model import AcousticModel, FeatureConfig, ModelConfig
 from asr.text import CharTokenizer
+from tests.streams import tone_tensor
 
 RATE = 16_000
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "the cat ran home", "she sat on a chair"] * 5
@@ -38,20 +38,6 @@ def model() -> AcousticModel:
     return model
 
 
-def _audio(seconds: float, seed: int) -> torch.Tensor:
-    """Pairs of tones changing every 0.08-0.4 s, with quiet gaps: varied enough for varied symbols."""
-    rng, parts, total = random.Random(seed), [], int(seconds * RATE)
-    while sum(len(p) for p in parts) < total:
-        n = int(rng.uniform(0.08, 0.4) * RATE)
-        t = torch.arange(n) / RATE
-        if rng.random() < 0.3:
-            parts.append(torch.randn(n) * 0.002)
-        else:
-            tones = sum(0.2 * torch.sin(2 * math.pi * rng.uniform(100, 4000) * t) for _ in range(2))
-            parts.append(tones + torch.randn(n) * 0.01)
-    return torch.cat(parts)[:total]
-
-
 def _feed(stream, audio: torch.Tensor, seed: int, max_piece: int = 8000) -> list:
     rng, position, updates = random.Random(seed), 0, []
     while position < audio.numel():
@@ -68,7 +54,7 @@ def test_a_stream_in_pieces_of_any_size_ends_with_the_recordings_text(model, dec
     options = DecodeOptions(decoder=decoder, beam_size=8, word_pause=word_pause)
     recognizer = Recognizer(model, CharTokenizer(), device="cpu", options=options)
     for seed, seconds in enumerate((4.0, 0.3, 9.5)):
-        audio = _audio(seconds, seed)
+        audio = tone_tensor(seconds, seed)
         expected = recognizer.transcribe_waveforms([audio])[0]
         stream = recognizer.stream(endpoint=endpoint)
         updates = _feed(stream, audio, seed)
@@ -83,7 +69,7 @@ def test_a_stream_in_pieces_of_any_size_ends_with_the_recordings_text(model, dec
 
 def test_audio_at_another_rate_is_resampled_as_it_arrives(model):
     recognizer = Recognizer(model, CharTokenizer(), device="cpu", options=DecodeOptions())
-    audio = resample(_audio(3.0, 7), RATE, 44_100)
+    audio = resample(tone_tensor(3.0, 7), RATE, 44_100)
     stream = recognizer.stream(sample_rate=44_100, endpoint=0)
     _feed(stream, audio, seed=5, max_piece=20_000)
     assert stream.text == recognizer.transcribe_waveforms([resample(audio, 44_100, RATE)])[0]
@@ -104,7 +90,7 @@ def test_stream_resampling_gives_the_whole_recordings_samples(rates):
 
 def test_many_streams_stepped_together_give_what_each_gives_alone(model):
     recognizer = Recognizer(model, CharTokenizer(), device="cpu", options=DecodeOptions())
-    audio = [_audio(s, i) for i, s in enumerate((2.5, 1.0, 4.2))]
+    audio = [tone_tensor(s, i) for i, s in enumerate((2.5, 1.0, 4.2))]
     alone = [recognizer.transcribe_waveforms([a])[0] for a in audio]
     streams = [recognizer.stream(endpoint=0) for _ in audio]
     position, rng = [0] * len(audio), random.Random(6)

@@ -16,7 +16,8 @@ from asr.inference.recognizer import load
 from asr.model.checkpoint import CHECKPOINT_KEY, checkpoint_metadata
 from asr.text import CharTokenizer
 from tests.conftest import ROOT
-from tests.test_streaming import _audio, model  # noqa: F401 (a fixture)
+from tests.streams import tone_tensor
+from tests.test_streaming import model  # noqa: F401 (a fixture)
 
 RATE = 16_000
 
@@ -42,7 +43,7 @@ def _wav(audio: torch.Tensor, rate: int = RATE) -> bytes:
 
 
 def test_a_wav_stream_on_stdin_gives_json_lines_ending_with_the_streams_text(checkpoint):
-    audio = torch.from_numpy(np.round(_audio(6.0, 11).numpy() * 32767) / 32767).float()  # as 16-bit PCM stores it
+    audio = torch.from_numpy(np.round(tone_tensor(6.0, 11).numpy() * 32767) / 32767).float()  # as 16-bit PCM stores it
     run = _decode(checkpoint, _wav(audio), "--format", "jsonl", "--endpoint", "0")
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     rows = [json.loads(line) for line in run.stdout.decode().splitlines()]
@@ -56,7 +57,7 @@ def test_a_wav_stream_on_stdin_gives_json_lines_ending_with_the_streams_text(che
 
 
 def test_raw_pcm_needs_its_rate_and_text_lines_go_to_a_pipe_at_each_endpoint(checkpoint):
-    audio = _audio(4.0, 12)
+    audio = tone_tensor(4.0, 12)
     raw = (audio.numpy() * 32767).astype("<i2").tobytes()
     refused = _decode(checkpoint, raw)
     assert refused.returncode != 0

@@ -3,7 +3,6 @@ stream's log-probs equal to the whole recording's in chunked mode for any piece 
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from asr.model.lstm import SplitBiLSTM
 from asr.model.streaming import StreamingModel
 from asr.training.train import train
 from tests.conftest import TINY_MODEL, compose_config, manifest_overrides
+from tests.streams import stream_in_pieces
 
 RATE = 16_000
 
@@ -44,26 +44,6 @@ def test_a_window_at_a_time_with_carried_states_is_the_whole_sequence_chunked():
     assert torch.allclose(torch.cat(parts, 1)[:, :43], whole, atol=1e-6)
 
 
-def _stream(streaming: StreamingModel, audio: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
-    """Feed every recording in random pieces (1 sample to 0.4 s), all streams stepped together."""
-    rng = random.Random(seed)
-    states = [streaming.new_state() for _ in audio]
-    got: list[list[torch.Tensor]] = [[] for _ in audio]
-    position = [0] * len(audio)
-    while not all(s.done for s in states):
-        for i, (x, state) in enumerate(zip(audio, states)):
-            if position[i] < x.numel():
-                piece = rng.choice([1, rng.randint(2, 400), rng.randint(400, 6400)])
-                streaming.accept(state, x[position[i] : position[i] + piece])
-                position[i] += piece
-            elif not state.finished:
-                streaming.finish(state)
-        for i, out in enumerate(streaming.step(states)):
-            assert out.first_frame == sum(len(g) for g in got[i])
-            got[i].append(out.log_probs)
-    return [torch.cat(g) for g in got]
-
-
 @pytest.mark.parametrize("normalize", ["global", "none"])
 def test_a_stream_in_pieces_of_any_size_gives_the_recordings_chunked_log_probs(normalize):
     torch.manual_seed(2)
@@ -72,7 +52,7 @@ def test_a_stream_in_pieces_of_any_size_gives_the_recordings_chunked_log_probs(n
     if normalize == "global":
         model.features.set_global_stats(torch.full((40,), -500.0), torch.full((40,), 3000.0), 100)
     audio = [torch.randn(n) * 0.1 for n in (3 * RATE + 77, 1234, RATE // 2, 2 * RATE)]
-    streams = _stream(StreamingModel(model), audio, seed=3)
+    streams = stream_in_pieces(StreamingModel(model), audio, seed=3)
     for x, got in zip(audio, streams):
         with torch.no_grad():
             whole, frames = model(x[None], torch.tensor([x.numel()]))
@@ -89,7 +69,7 @@ def test_a_model_trained_on_whole_utterances_streams_at_a_given_latency():
     assert model.chunk_frames == 0  # the model given is left reading whole utterances
     assert 0.8 < streaming.latency < 0.9  # 26 output frames of 30 ms, and the front end's look-ahead
     x = torch.randn(RATE) * 0.1
-    (got,) = _stream(streaming, [x], seed=4)  # utterance normalization: a running estimate, not the same numbers
+    (got,) = stream_in_pieces(streaming, [x], seed=4)  # utterance normalization: a running estimate, not the same numbers
     assert got.shape == model(x[None], torch.tensor([RATE]))[0][0].shape
 
 

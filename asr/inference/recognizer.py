@@ -45,6 +45,7 @@ from asr.inference.windows import (
     stream_frames,
     stream_segments,
 )
+from asr.memory import bound_kernel_cache
 from asr.model.acoustic import AcousticModel
 from asr.model.streaming import StreamingModel
 from asr.text import CharTokenizer
@@ -104,6 +105,7 @@ class Recognizer:
         self.decoder = decoder or build_decoder(self.options, tokenizer)
         self.windows = windows or WindowConfig()
         self._engines: dict[tuple[float | None, float | None], StreamingModel] = {}  # stream() latency -> engine
+        bound_kernel_cache()  # every window of a long recording has its own shape (asr.memory)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = "auto",

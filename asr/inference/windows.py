@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 import torch
 
 from asr.audio import load_audio
+from asr.memory import release_free_memory
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: a window no louder than this is digital silence and not run through the model
 SILENT_LOG_PROB = -1e4  # log-prob of every non-blank symbol in a frame of digital silence
@@ -266,6 +267,7 @@ def stream_frames(path: str | os.PathLike, model: FrameModel, sample_rate: int, 
             if on_window is not None:
                 on_window(window)
         del waves
+        release_free_memory()  # the group's tensors, of sizes that may never come again (asr.memory)
     yield from _pause(done, total, chunk_frames, model.vocab_size, blank, marks, boundary)
 
 
