@@ -78,6 +78,13 @@ def test_the_cli_writes_a_streaming_graph_with_states_in_and_out_and_its_arithme
     assert list(outputs) == ["log_probs", "h_out", "c_out"]
     assert inputs["h"] == [2, "batch", 32] and outputs["log_probs"] == ["batch", 17, len(TOK)]
     assert abs(meta["stream"]["latency"] - StreamingModel(files["global"]).latency) < 1e-9
+    # What a server waits for before stepping a stream (asr.serving.engine): the same samples in both runtimes.
+    engine, reference = open_model(files["global.onnx"], threads=1)[0].stream_engine, StreamingModel(files["global"])
+    states = [engine.new_state(), reference.new_state()]
+    for chunk in range(3):
+        states[0].chunk = states[1].chunk = chunk
+        assert engine.next_chunk_samples(states[0]) == reference.next_chunk_samples(states[1])
+    assert reference.next_chunk_samples(states[1]) == round(reference.latency * RATE) + 2 * 10 * 3 * 160
 
 
 @pytest.mark.parametrize("normalize", ["global", "none"])

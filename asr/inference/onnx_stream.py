@@ -78,6 +78,11 @@ class StreamGeometry:
             frames = (frames + 2 * (kernel // 2) - kernel) // stride + 1
         return frames
 
+    def samples_before(self, chunk: int) -> int:
+        """Samples a stream needs before chunk number ``chunk`` can run (StreamingModel.next_chunk_samples)."""
+        last_feature = (chunk * self.chunk + self.window - 1) * self.stride + self.conv_right
+        return last_feature * self.hop - self.pad_left + self.win
+
     @property
     def latency(self) -> float:
         """Seconds from the audio of a chunk's first frame to its log-probs (StreamingModel.latency)."""
@@ -142,6 +147,10 @@ class OnnxStreamingModel:
 
     def new_state(self) -> OnnxStreamState:
         return OnnxStreamState(audio=np.zeros(0, np.float32))
+
+    def next_chunk_samples(self, state: OnnxStreamState) -> int:
+        """Samples a stream must have received before its next chunk can run (as StreamingModel's)."""
+        return self.geometry.samples_before(state.chunk)
 
     def accept(self, state: OnnxStreamState, samples: torch.Tensor | np.ndarray) -> None:
         """Add samples (1-D float32 at the file's rate) to a stream; nothing is computed here."""

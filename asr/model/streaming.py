@@ -107,6 +107,13 @@ class StreamingModel:
         last_sample = last_feature * self.hop - self.pad_left + self.win
         return last_sample / self.sample_rate
 
+    def next_chunk_samples(self, state: StreamState) -> int:
+        """Samples a stream must have received before its next chunk can run (a step before that gives
+        nothing new unless the stream is finished): the end of the analysis window of the last feature
+        frame that the chunk's window and the convolutions' look-ahead read."""
+        last_feature = (state.chunk * self.chunk + self.window - 1) * self.stride + self.right
+        return last_feature * self.hop - self.pad_left + self.win
+
     def new_state(self) -> StreamState:
         return StreamState(audio=torch.zeros(0))
 

@@ -56,12 +56,9 @@ class EngineStats:
 
 
 def next_chunk_samples(stream: Stream) -> int:
-    """Samples (at the model's rate) a stream needs before its next chunk can run: the last sample of
-    the analysis window of the last feature frame that the chunk's window (``chunk + right`` output
-    frames) and the convolutions' look-ahead read (``StreamingModel.latency``, for chunk 0)."""
-    model, state = stream.engine, stream.state
-    last_feature = (state.chunk * model.chunk + model.window - 1) * model.stride + model.right
-    return last_feature * model.hop - model.pad_left + model.win
+    """Samples (at the model's rate) a stream needs before its next chunk can run (its engine's
+    ``next_chunk_samples``: a StreamingModel or a streaming ONNX export)."""
+    return stream.engine.next_chunk_samples(stream.state)
 
 
 class Session:
