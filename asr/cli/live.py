@@ -22,7 +22,7 @@ import torch
 from asr.audio import AudioError, pcm_pieces
 from asr.cli.common import Fail
 from asr.inference.recognizer import Recognizer
-from asr.inference.stream import DEFAULT_ENDPOINT, Stream, StreamUpdate
+from asr.inference.stream import DEFAULT_ENDPOINT, StreamUpdate
 
 STDIN = "-"
 STREAM_FORMATS = ("txt", "jsonl")
