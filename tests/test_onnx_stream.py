@@ -116,7 +116,11 @@ def test_the_exported_stream_ends_with_the_checkpoints_stream_text(files):
     assert recognizers[0].transcribe_waveforms([audio]) == recognizers[1].transcribe_waveforms([audio])
 
 
-def test_other_exports_and_other_latencies_say_how_to_stream(files):
+def test_other_exports_and_other_latencies_say_how_to_stream(files, tmp_path, capsys):
+    # A chunked model's LSTMs read chunks: a whole-file export says to export it for streaming (used for files too).
+    assert export_main([files["global.ckpt"], "-o", str(tmp_path / "plain.int8.onnx"), "--quantize", "int8"]) == 2
+    assert "trained chunked (model.chunk=0.3, model.right_context=0.2): export it as a streaming ONNX file" in \
+        capsys.readouterr().err and not any(tmp_path.iterdir())
     plain = asr.load(files["plain.onnx"])
     with pytest.raises(ValueError, match=rf"^{files['plain.onnx']}: this ONNX Runtime float32 export does not stream; "
                                          r"export a streaming ONNX file .* --stream"):

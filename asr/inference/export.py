@@ -312,6 +312,12 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, quantize: s
             raise ExportError(f"{output}: {err}") from None
     tolerance = tolerance if tolerance is not None else INT8_TOLERANCE if quantize else EXPORT_TOLERANCE
     loaded = load_checkpoint(checkpoint)
+    if loaded.model.chunk_frames > 0:  # its LSTMs read chunks: only the streaming graph has them
+        config = loaded.model.model_config
+        raise ExportError(f"{checkpoint}: this model was trained chunked (model.chunk={config.chunk:g}, "
+                          f"model.right_context={config.right_context:g}): export it as a streaming ONNX file, "
+                          "which decode.py and asr.load() also use for whole files: export.py CHECKPOINT "
+                          "-o model.stream.onnx --stream")
     model = inference_model(loaded.model)
     if fmt == "onnx":
         data = onnx_bytes(model, loaded.tokenizer, quantize)
