@@ -13,7 +13,8 @@ Measures, on a folder in LibriSpeech layout (real FLAC files):
   4. with --shards: the same pipeline reading files, local shards, shards over HTTP from a server
      on 127.0.0.1 that adds --latency to every request (as object storage answers), and shards in
      an S3-compatible server (moto) on 127.0.0.1, each remote epoch with an empty shard cache
-     (every shard downloaded); audio seconds per second, and per worker;
+     (every shard downloaded); audio seconds per second over the whole epoch, the seconds to the
+     first batch, and the steady state after it (what an epoch of hours runs at), also per worker;
   5. with --shards: a synthetic index of --index-utterances utterances (metadata only): the time from
      a fresh process to rank 0's first batch plan (of 32 ranks x 8 workers), and its peak RSS.
 Prints one table per part (Markdown); --json FILE also writes them as JSON.
@@ -139,20 +140,31 @@ def bench_shards(folder: Path, work: Path, repeats: int, workers: list[int], lat
     tokenizer = CharTokenizer(ALPHABET, TextNormalizer(lowercase=True, fold_accents=True, keep="'"))
     audio_seconds = sum(u.duration for u in utterances)
 
-    def run(dataset, sampler, n) -> None:
-        for _ in DataLoader(dataset, batch_sampler=sampler, collate_fn=Collate(SAMPLE_RATE), num_workers=n):
-            pass
+    def run(dataset, sampler, n) -> tuple[float, float, float]:
+        """An epoch: its seconds, the seconds to its first batch, and the audio seconds per second
+        after it (the steady state a long epoch lives in: workers started, first shards fetched)."""
+        start = time.perf_counter()
+        first, audio = None, 0.0
+        for batch in DataLoader(dataset, batch_sampler=sampler, collate_fn=Collate(SAMPLE_RATE), num_workers=n):
+            if first is None:
+                first = time.perf_counter()
+            else:
+                audio += float(batch.lengths.sum()) / SAMPLE_RATE
+        end = time.perf_counter()
+        return end - start, first - start, audio / (end - first)
 
-    def files(n: int) -> None:
+    def files(n: int) -> tuple[float, float, float]:
         dataset = AudioDataset(utterances, tokenizer, SAMPLE_RATE)
-        run(dataset, DurationBatchSampler(dataset.durations, BATCH_SECONDS, num_buckets=10), n)
+        return run(dataset, DurationBatchSampler(dataset.durations, BATCH_SECONDS, num_buckets=10), n)
 
-    def shards(spec: str, n: int) -> None:
+    def shards(spec: str, n: int) -> tuple[float, float, float]:
         cache = Path(tempfile.mkdtemp(dir=work))  # empty: every shard is downloaded in the epoch
         shard_set = ShardSet(spec, cache_dir=str(cache))
         dataset = ShardDataset(shard_set, tokenizer, SAMPLE_RATE)
-        run(dataset, ShardBatchSampler(shard_set.index, BATCH_SECONDS, num_workers=n, window_shards=2), n)
-        shutil.rmtree(cache)
+        try:
+            return run(dataset, ShardBatchSampler(shard_set.index, BATCH_SECONDS, num_workers=n, window_shards=2), n)
+        finally:
+            shutil.rmtree(cache)
 
     rows = []
     with FileServer(work, latency_s=latency) as server, _s3_bucket(work / "shards") as s3:
@@ -162,8 +174,10 @@ def bench_shards(folder: Path, work: Path, repeats: int, workers: list[int], lat
             sources.append(("S3 shards (moto)", lambda n: shards("s3://asr/shards/", n)))
         for n in workers:
             for name, read in sources:
-                seconds = time_it(lambda: read(n), repeats)
-                rows.append([name, n, audio_seconds / seconds, audio_seconds / seconds / max(1, n)])
+                read(n)  # warm-up: page cache, imports
+                epochs = [read(n) for _ in range(repeats)]
+                seconds, first, steady = (median(e[k] for e in epochs) for k in range(3))
+                rows.append([name, n, audio_seconds / seconds, first, steady, steady / max(1, n)])
     return rows
 
 
@@ -195,7 +209,7 @@ class _s3_bucket:
 
 
 _PLAN_ONE_RANK = """
-import resource, sys, time
+import sys, time
 start = time.perf_counter()
 from asr.data.shards.remote import ShardSet
 from asr.data.shards.sampler import ShardBatchSampler
@@ -204,7 +218,8 @@ loaded = time.perf_counter()
 sampler = ShardBatchSampler(shards.index, 1600.0, num_replicas=32, rank=0, num_workers=8, window_shards=4)
 first = next(iter(sampler))
 done = time.perf_counter()
-print(len(shards.index), loaded - start, done - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(sampler))
+peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024  # own peak, not the parent's
+print(len(shards.index), loaded - start, done - start, peak, len(sampler))
 """
 
 
@@ -260,7 +275,8 @@ def main() -> None:
              bench_pipeline(folder, args.repeats, args.workers)),
         ]
         if args.shards or args.only_shards:
-            parts.append(("shards", ["source", "workers", "audio s/s", "audio s/s per worker"],
+            parts.append(("shards", ["source", "workers", "epoch audio s/s", "first batch (s)", "steady audio s/s",
+                                     "steady audio s/s per worker"],
                           bench_shards(folder, Path(tmp), args.repeats, [w for w in args.workers if w > 0],
                                        args.latency, args.copies)))
             parts.append(("index", ["utterances", "shards", "hours", "index loaded (s)", "first batch plan (s)",

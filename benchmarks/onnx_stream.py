@@ -32,11 +32,10 @@ import torch
 from asr.inference.emitters import open_model
 from asr.inference.export import check_inputs
 from asr.inference.stream_export import export_stream
-from asr.model.checkpoint import checkpoint_metadata, load_checkpoint
+from asr.model.checkpoint import load_checkpoint
 from asr.model.streaming import StreamingModel
 from asr.report import format_table
-from asr.training.config import compose_config
-from asr.training.train import build_model, build_tokenizer
+from inference import random_checkpoint  # the benchmarks' shared random-weight model (benchmarks/inference.py)
 
 FORMS = {"ORT fp32": None, "ORT int8": "int8"}  # name -> quantization
 
@@ -54,16 +53,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write the results to this JSON file")
     return p.parse_args(argv)
-
-
-def random_checkpoint(recipe: str, path: Path) -> Path:
-    cfg = compose_config(f"recipe={recipe}")
-    tokenizer = build_tokenizer(cfg.text)
-    torch.manual_seed(0)
-    model = build_model(cfg, len(tokenizer)).eval()
-    torch.save({"asr": checkpoint_metadata(model, tokenizer, {}),
-                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
-    return path
 
 
 def stream_audio(sample_rate: int, streams: int, seconds: float) -> list[torch.Tensor]:

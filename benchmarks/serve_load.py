@@ -61,19 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def random_checkpoint(path: Path) -> Path:
     """The default recipe's model (asr/conf/model/small.yaml) and tokenizer, random weights."""
-    import torch
+    from inference import random_checkpoint as write  # benchmarks/inference.py's (imports torch)
 
-    from asr.model.checkpoint import checkpoint_metadata
-    from asr.training.config import compose_config
-    from asr.training.train import build_model, build_tokenizer
-
-    cfg = compose_config()
-    tokenizer = build_tokenizer(cfg.text)
-    torch.manual_seed(0)
-    model = build_model(cfg, len(tokenizer)).eval()
-    torch.save({"asr": checkpoint_metadata(model, tokenizer, {}),
-                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
-    return path
+    return write("synthetic", path)
 
 
 def health(url: str) -> dict:

@@ -141,7 +141,9 @@ CONCURRENCY_HEADERS = ["threads", "streams", "delay p50 (ms)", "delay p95 (ms)",
                        "p95 within 200 ms"]
 
 _MEMORY_CHILD = """
-import resource, sys, torch
+import sys, torch
+def peak_mb():  # this process's own peak (VmHWM): ru_maxrss would also count the parent's, inherited through exec
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 from asr.inference.recognizer import load
 recognizer = load(sys.argv[1], device="cpu")
 audio = torch.load(sys.argv[2])
@@ -151,7 +153,7 @@ while fed < seconds * recognizer.sample_rate:
     stream.accept(audio[at : at + piece])
     fed += piece
 stream.finish()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(stream.words))
+print(peak_mb(), len(stream.words))
 """
 
 
