@@ -9,7 +9,9 @@ one by one: benchmarks/README.md), and the cut costs nothing since nobody speaks
 the pauses are blank, with a word boundary at each cut.
 
 A piece longer than one window is read in overlapping windows (``asr.audio.load_audio`` with a start
-and a duration, so a 2-hour file is never in memory as audio, nor in the model at once). Each window
+and a duration, so a 2-hour file is never in memory as audio, nor in the model at once; its log-probs
+come out window by window, :func:`stream_frames`, and the decoder takes them segment by segment,
+:func:`stream_segments`). Each window
 is the span of output frames it keeps (``chunk`` seconds) plus ``context`` seconds of audio on each
 side that the model sees but whose output is dropped: the bidirectional LSTM is given both sides of
 every kept frame and no hidden state is carried from one window to the next. Cuts and window starts
@@ -118,7 +120,7 @@ def frame_levels(path: str | os.PathLike, sample_rate: int, n_samples: int, samp
     """
     frames = n_samples // samples_per_frame
     block = max(1, int(LEVEL_BLOCK_SECONDS * sample_rate) // samples_per_frame)  # frames per read
-    levels = torch.empty(frames)  # filled in place: no tensor kept per block (see the module's notes on memory)
+    levels = torch.empty(frames)  # filled in place: no tensor kept per block
     for first in range(0, frames, block):
         count = min(block, frames - first)
         wave = read_span(path, sample_rate, first * samples_per_frame, (first + count) * samples_per_frame)
