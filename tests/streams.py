@@ -8,6 +8,9 @@ import random
 import numpy as np
 import torch
 
+from asr.model import AcousticModel, FeatureConfig, ModelConfig
+from asr.text import CharTokenizer
+
 RATE = 16_000
 
 
@@ -52,3 +55,20 @@ def stream_in_pieces(engine, audio: list[torch.Tensor], seed: int) -> list[torch
             assert out.first_frame == sum(len(g) for g in got[i])
             got[i].append(out.log_probs)
     return [torch.cat(g) for g in got]
+
+
+def babbling_model(hidden_size: int, normalize: str = "global", chunk: float = 0.3,
+                   right_context: float = 0.2) -> AcousticModel:
+    """Random weights that emit many symbols, blanks and spaces (no trained model is needed to compare
+    two decodings of the same log-probs): 2 BiLSTM layers, 40 mels, chunked unless ``chunk`` is 0."""
+    torch.manual_seed(0)
+    model = AcousticModel(len(CharTokenizer()), FeatureConfig(n_mels=40, normalize=normalize),
+                          ModelConfig(rnn_layers=2, hidden_size=hidden_size, chunk=chunk,
+                                      right_context=right_context if chunk else 0.0)).eval()
+    if normalize == "global":
+        model.features.set_global_stats(torch.full((40,), -500.0), torch.full((40,), 3000.0), 100)
+    with torch.no_grad():
+        model.head.weight.mul_(30)
+        model.head.bias[0] += 0.5  # blanks
+        model.head.bias[1] += 2.0  # spaces
+    return model

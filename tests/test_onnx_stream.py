@@ -18,28 +18,19 @@ from asr.cli.export import main as export_main
 from asr.inference.emitters import METADATA_KEY, open_model
 from asr.inference.export import ExportError, inference_model, onnx_bytes
 from asr.inference.stream_export import export_stream
-from asr.model import AcousticModel, FeatureConfig, ModelConfig
+from asr.model import AcousticModel
 from asr.model.checkpoint import checkpoint_metadata
 from asr.model.streaming import StreamingModel
 from asr.text import CharTokenizer
-from tests.streams import stream_in_pieces, tone_tensor
+from tests.streams import babbling_model, stream_in_pieces, tone_tensor
 
 RATE = 16_000
 TOK = CharTokenizer()
 
 
 def _model(normalize: str, chunk: float) -> AcousticModel:
-    """Random weights that emit many symbols and blanks from noiseless tones, as tests/test_streaming.py's."""
-    torch.manual_seed(0)
-    model = AcousticModel(len(TOK), FeatureConfig(n_mels=40, normalize=normalize),
-                          ModelConfig(rnn_layers=2, hidden_size=32, chunk=chunk, right_context=chunk and 0.2)).eval()
-    if normalize == "global":
-        model.features.set_global_stats(torch.full((40,), -500.0), torch.full((40,), 3000.0), 100)
-    with torch.no_grad():
-        model.head.weight.mul_(30)
-        model.head.bias[0] += 0.5  # blanks
-        model.head.bias[1] += 2.0  # spaces
-    return model
+    """Random weights that emit many symbols and blanks from noiseless tones."""
+    return babbling_model(32, normalize, chunk)
 
 
 def _save(model: AcousticModel, path) -> str:

@@ -15,9 +15,9 @@ from asr.decoding.options import DecodeOptions
 from asr.decoding.streaming import BeamStream
 from asr.inference.recognizer import Recognizer
 from asr.inference.stream import step_streams
-from asr.model import AcousticModel, FeatureConfig, ModelConfig
+from asr.model import AcousticModel
 from asr.text import CharTokenizer
-from tests.streams import tone_tensor
+from tests.streams import babbling_model, tone_tensor
 
 RATE = 16_000
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "the cat ran home", "she sat on a chair"] * 5
@@ -27,15 +27,7 @@ SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "the cat ran hom
 def model() -> AcousticModel:
     """Random weights that emit many symbols and blanks (a trained model is not needed to compare two
     decodings of the same log-probs), chunked, globally normalized."""
-    torch.manual_seed(0)
-    model = AcousticModel(len(CharTokenizer()), FeatureConfig(n_mels=40, normalize="global"),
-                          ModelConfig(rnn_layers=2, hidden_size=64, chunk=0.3, right_context=0.2)).eval()
-    model.features.set_global_stats(torch.full((40,), -500.0), torch.full((40,), 3000.0), 100)
-    with torch.no_grad():
-        model.head.weight.mul_(30)
-        model.head.bias[0] += 0.5  # blanks
-        model.head.bias[1] += 2.0  # spaces
-    return model
+    return babbling_model(64)
 
 
 def _feed(stream, audio: torch.Tensor, seed: int, max_piece: int = 8000) -> list:

@@ -198,26 +198,32 @@ def _need_onnx(quantize: str | None) -> None:
 def onnx_bytes(model: AcousticModel, tokenizer: CharTokenizer, quantize: str | None = None) -> bytes:
     """The ONNX file of ``model`` (float32, or ``quantize="int8"`` by ONNX Runtime), as bytes."""
     _need_onnx(quantize)
-    import onnx
 
     waves, lengths = check_inputs(model.feature_config.sample_rate)
     with _quiet_tracing():
         program = torch.onnx.export(exportable(model, OnnxLSTM), (waves, lengths), dynamo=True, opset_version=ONNX_OPSET,
                                     input_names=list(ONNX_INPUTS), output_names=list(ONNX_OUTPUTS),
                                     dynamic_shapes=_dynamic_shapes(model), custom_translation_table=ONNX_TRANSLATIONS)
-    proto = program.model_proto
+    return onnx_file_bytes(program.model_proto, quantize, export_metadata(model, tokenizer, "onnx", quantize),
+                           "BiLSTM-CTC acoustic model, features inside (asr.inference.export)")
+
+
+def onnx_file_bytes(proto, quantize: str | None, meta: dict, description: str) -> bytes:
+    """An exported ONNX graph (``ModelProto``) -> the file's bytes: int8-quantized if asked, ``meta``
+    (export_metadata's, or a streaming export's) stored as ONNX metadata, plain keys included."""
+    import onnx
+
     if quantize == "int8":
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
             onnx.save(proto, str(path))
             proto = onnx.load(str(_quantize_onnx(path)))
-    meta = export_metadata(model, tokenizer, "onnx", quantize)
     plain = {"sample_rate": str(meta["sample_rate"]), "frame_rate": repr(meta["frame_rate"]),
              "symbols": json.dumps(meta["symbols"], ensure_ascii=False), METADATA_KEY: json.dumps(meta, ensure_ascii=False)}
     del proto.metadata_props[:]
     for key, value in plain.items():
         proto.metadata_props.add(key=key, value=value)
-    proto.producer_name, proto.doc_string = "asr", "BiLSTM-CTC acoustic model, features inside (asr.inference.export)"
+    proto.producer_name, proto.doc_string = "asr", description
     return proto.SerializeToString()
 
 

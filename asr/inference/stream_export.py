@@ -22,7 +22,6 @@ output layer).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import tempfile
@@ -34,10 +33,10 @@ import numpy as np
 import torch
 
 from asr.files import atomic_write
-from asr.inference.emitters import METADATA_KEY, open_model
+from asr.inference.emitters import open_model
 from asr.inference.export import (EXPORT_TOLERANCE, INT8_TOLERANCE, ONNX_OPSET, QUANTIZATIONS, ExportError,
-                                  _need_onnx, _quantize_onnx, _quiet_tracing, check_inputs, difference,
-                                  export_metadata, inference_model)
+                                  _need_onnx, _quiet_tracing, check_inputs, difference,
+                                  export_metadata, inference_model, onnx_file_bytes)
 from asr.inference.onnx_stream import OnnxStreamingModel
 from asr.inference.stream_graph import STREAM_TRANSLATIONS, StreamStep
 from asr.model.acoustic import AcousticModel
@@ -92,7 +91,6 @@ def stream_metadata(step: StreamStep, model: AcousticModel, tokenizer: CharToken
 def stream_onnx_bytes(model: AcousticModel, tokenizer: CharTokenizer, quantize: str | None = None) -> bytes:
     """The streaming ONNX file of a chunked inference model (:func:`streaming_model`), as bytes."""
     _need_onnx(quantize)
-    import onnx
 
     step = StreamStep(model)
     batch = torch.export.Dim("batch", min=1)
@@ -101,23 +99,9 @@ def stream_onnx_bytes(model: AcousticModel, tokenizer: CharTokenizer, quantize: 
         program = torch.onnx.export(step, step.example_inputs(TRACE_BATCH), dynamo=True, opset_version=ONNX_OPSET,
                                     input_names=step.input_names, output_names=step.output_names,
                                     dynamic_shapes=shapes, custom_translation_table=STREAM_TRANSLATIONS)
-    proto = program.model_proto
-    if quantize == "int8":
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.onnx"
-            onnx.save(proto, str(path))
-            proto = onnx.load(str(_quantize_onnx(path)))
-    meta = stream_metadata(step, model, tokenizer, quantize)
-    plain = {"sample_rate": str(meta["sample_rate"]), "frame_rate": repr(meta["frame_rate"]),
-             "symbols": json.dumps(meta["symbols"], ensure_ascii=False),
-             METADATA_KEY: json.dumps(meta, ensure_ascii=False)}
-    del proto.metadata_props[:]
-    for key, value in plain.items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.producer_name = "asr"
-    proto.doc_string = ("BiLSTM-CTC acoustic model, one streaming window per call, LSTM states in and out "
-                        "(asr.inference.stream_graph)")
-    return proto.SerializeToString()
+    return onnx_file_bytes(program.model_proto, quantize, stream_metadata(step, model, tokenizer, quantize),
+                           "BiLSTM-CTC acoustic model, one streaming window per call, LSTM states in and out "
+                           "(asr.inference.stream_graph)")
 
 
 class TorchStepSession:
